@@ -1,0 +1,118 @@
+//! [`Error`]: the one enum for every way a future's result can fail.
+
+use std::any::Any;
+use std::fmt;
+
+/// Why a [`Future`](crate::Future) holds no value, or why an operation on it failed.
+///
+/// It is `Clone`, so every reader of a shared future gets its own copy, and `Send + Sync`, so
+/// it crosses threads like the values it replaces. Each variant names what happened; the
+/// CPython exception it stands for is given in brackets.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Error {
+    /// The future was cancelled before it started (`CancelledError`).
+    Cancelled,
+    /// A wait ran out of time; the work itself goes on (`TimeoutError`).
+    Timeout,
+    /// The task panicked; `message` is the panic's message (the task raised).
+    Panicked {
+        /// The panic payload when it was a `&str` or a `String`, else a placeholder.
+        message: String,
+    },
+    /// The executor can no longer run work: its initializer failed, a worker died and the pool
+    /// was configured to break, or the completing side was dropped (`BrokenExecutor`).
+    Broken {
+        /// What broke it.
+        reason: String,
+    },
+    /// A process worker died while it held this task.
+    WorkerDied {
+        /// The worker's process id.
+        pid: i32,
+        /// How it ended: an exit code or a signal, in words.
+        status: String,
+    },
+    /// A per-task time limit ran out and the worker running the task was killed.
+    TaskTimeout,
+    /// The task was submitted after `shutdown` (CPython raises `RuntimeError`).
+    Shutdown,
+    /// The operation does not fit the future's state: completing a future twice, moving the
+    /// value out of a future that other handles still share (`InvalidStateError`).
+    InvalidState,
+    /// A task's argument or result could not be serialized or deserialized (process wire).
+    Serialization {
+        /// The serializer's own message.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Turns a payload caught by `catch_unwind` into [`Error::Panicked`], keeping the message
+    /// of the two payload types `panic!` produces.
+    pub(crate) fn from_panic(payload: Box<dyn Any + Send>) -> Self {
+        let message = match payload.downcast::<String>() {
+            Ok(message) => *message,
+            Err(payload) => match payload.downcast::<&'static str>() {
+                Ok(message) => (*message).to_owned(),
+                Err(_) => "panic payload of a non-string type".to_owned(),
+            },
+        };
+        Error::Panicked { message }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Cancelled => f.write_str("the future was cancelled"),
+            Error::Timeout => f.write_str("timed out waiting for the future; the work goes on"),
+            Error::Panicked { message } => write!(f, "task panicked: {message}"),
+            Error::Broken { reason } => write!(f, "executor is broken: {reason}"),
+            Error::WorkerDied { pid, status } => {
+                write!(
+                    f,
+                    "worker process {pid} died while running the task: {status}"
+                )
+            }
+            Error::TaskTimeout => {
+                f.write_str("task ran past its time limit and its worker was killed")
+            }
+            Error::Shutdown => f.write_str("cannot schedule new work after shutdown"),
+            Error::InvalidState => {
+                f.write_str("operation not allowed in the future's current state")
+            }
+            Error::Serialization { message } => {
+                write!(
+                    f,
+                    "could not serialize a task's argument or result: {message}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn panic_payloads_keep_their_message() {
+        let caught = std::panic::catch_unwind(|| panic!("boom {}", 7)).unwrap_err();
+        assert_eq!(
+            Error::from_panic(caught).to_string(),
+            "task panicked: boom 7"
+        );
+        let caught = std::panic::catch_unwind(|| panic!("static")).unwrap_err();
+        assert_eq!(
+            Error::from_panic(caught),
+            Error::Panicked {
+                message: "static".into()
+            }
+        );
+        let caught = std::panic::catch_unwind(|| std::panic::panic_any(3_u8)).unwrap_err();
+        assert!(Error::from_panic(caught).to_string().contains("non-string"));
+    }
+}

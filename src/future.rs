@@ -1,0 +1,706 @@
+//! [`Future`] and [`Promise`]: the shared completion state every executor fills and every
+//! reader (`result`, [`wait`](crate::wait), [`as_completed`](crate::as_completed), `.await`)
+//! reads.
+//!
+//! One heap allocation per future holds an atomic state word, the outcome in a `OnceLock`
+//! (written once, then read without a lock), a count of live [`Future`] handles, and behind a
+//! mutex the things that wait for completion: done-callbacks, listeners registered by `wait`
+//! and `as_completed`, and the number of threads asleep on the condition variable.
+//!
+//! A completion goes through three steps, all in the completing thread:
+//!
+//! 1. under the lock: store the outcome, publish the state, take the callbacks and listeners,
+//!    wake sleepers (`result()` callers);
+//! 2. without the lock: notify the `wait`/`as_completed` listeners, run the callbacks;
+//! 3. under the lock again: mark the future *settled* and wake `into_result` and `.await`.
+//!
+//! The split exists for [`Future::into_result`]: while callbacks run they hold a handle, so a
+//! caller that woke at step 1 would see a second handle and fail for no reason of its own.
+//! Waiting for step 3 makes that failure impossible.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::sync::{
+    Arc, AtomicU8, AtomicUsize, Condvar, Mutex, Ordering, deadline_after, expired, lock,
+    wait_until, yield_now,
+};
+
+/// Where a future is in its life.
+///
+/// The only moves are Pending → Running → Finished and Pending → Cancelled (a completing side
+/// may also go straight from Pending to Finished, as CPython allows). Each happens at most once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Submitted, not started; the only state [`Future::cancel`] can leave.
+    Pending,
+    /// A worker has started it; it can no longer be cancelled.
+    Running,
+    /// Cancelled before it started. Done.
+    Cancelled,
+    /// Holds a value or an error. Done.
+    Finished,
+}
+
+const PENDING: u8 = 0;
+const RUNNING: u8 = 1;
+const CANCELLED: u8 = 2;
+const FINISHED: u8 = 3;
+
+fn decode(state: u8) -> State {
+    match state {
+        PENDING => State::Pending,
+        RUNNING => State::Running,
+        CANCELLED => State::Cancelled,
+        _ => State::Finished,
+    }
+}
+
+/// Something outside the future that wants to hear when it is done: a `wait` call, an
+/// `as_completed` iterator, an `.await`. `index` tells the listener which of its futures it is.
+pub(crate) trait Listener: Send + Sync {
+    /// Called once, outside the future's lock. `failed` is true when the future finished with
+    /// an error (a cancel is not a failure, as in CPython's `FIRST_EXCEPTION`).
+    fn notify(&self, index: usize, failed: bool);
+}
+
+/// A listener attached to one future.
+pub(crate) struct Registration {
+    listener: std::sync::Arc<dyn Listener>,
+    index: usize,
+    /// Notify after the callbacks ran (step 3) instead of at completion (step 1).
+    on_settle: bool,
+}
+
+impl Registration {
+    pub(crate) fn new(listener: std::sync::Arc<dyn Listener>, index: usize) -> Self {
+        Registration {
+            listener,
+            index,
+            on_settle: false,
+        }
+    }
+
+    fn is(&self, listener: &std::sync::Arc<dyn Listener>, index: usize) -> bool {
+        // Compare data pointers only: vtable pointers of one type may differ between codegen units.
+        std::sync::Arc::as_ptr(&self.listener).cast::<()>()
+            == std::sync::Arc::as_ptr(listener).cast::<()>()
+            && self.index == index
+    }
+}
+
+type Callback<T> = Box<dyn FnOnce(&Future<T>) + Send>;
+
+/// What waits for a future; guarded by [`Inner::waiters`].
+struct Waiters<T> {
+    callbacks: Vec<Callback<T>>,
+    listeners: Vec<Registration>,
+    /// Threads blocked on [`Inner::wakeup`]; notifying costs a system call, so only when > 0.
+    sleepers: usize,
+    /// Step 3 of a completion is over: no callback of the completing thread holds a handle.
+    settled: bool,
+}
+
+struct Inner<T> {
+    /// One of PENDING, RUNNING, CANCELLED, FINISHED; written only under `waiters`' lock.
+    state: AtomicU8,
+    /// Set exactly once, under the lock, just before `state` becomes CANCELLED or FINISHED.
+    outcome: OnceLock<Result<T, Error>>,
+    /// Live [`Future`] handles (the `Promise` is not one).
+    handles: AtomicUsize,
+    waiters: Mutex<Waiters<T>>,
+    wakeup: Condvar,
+}
+
+impl<T> Inner<T> {
+    fn new() -> Self {
+        Inner {
+            state: AtomicU8::new(PENDING),
+            outcome: OnceLock::new(),
+            handles: AtomicUsize::new(0),
+            waiters: Mutex::new(Waiters {
+                callbacks: Vec::new(),
+                listeners: Vec::new(),
+                sleepers: 0,
+                settled: false,
+            }),
+            wakeup: Condvar::new(),
+        }
+    }
+
+    /// Moves the future from a state `from` accepts to CANCELLED or FINISHED with `outcome`,
+    /// then notifies everybody (the three steps of the module docs). Returns false, dropping
+    /// `outcome`, when the current state is not accepted.
+    fn complete(
+        self: &Arc<Self>,
+        from: impl Fn(u8) -> bool,
+        to: u8,
+        outcome: Result<T, Error>,
+    ) -> bool {
+        let failed = to == FINISHED && outcome.is_err();
+        let mut waiters = lock(&self.waiters);
+        if !from(self.state.load(Ordering::Relaxed)) || self.outcome.set(outcome).is_err() {
+            return false;
+        }
+        self.state.store(to, Ordering::Release);
+        let callbacks = std::mem::take(&mut waiters.callbacks);
+        let (later, now): (Vec<_>, Vec<_>) = std::mem::take(&mut waiters.listeners)
+            .into_iter()
+            .partition(|registration| registration.on_settle);
+        let quiet = callbacks.is_empty() && later.is_empty();
+        waiters.settled = quiet;
+        if waiters.sleepers > 0 {
+            self.wakeup.notify_all();
+        }
+        drop(waiters);
+
+        for registration in now {
+            registration.listener.notify(registration.index, failed);
+        }
+        if quiet {
+            return true;
+        }
+        if !callbacks.is_empty() {
+            let handle = Future::from_inner(Arc::clone(self));
+            for callback in callbacks {
+                run_callback(&handle, callback);
+            }
+        }
+        let mut waiters = lock(&self.waiters);
+        waiters.settled = true;
+        if waiters.sleepers > 0 {
+            self.wakeup.notify_all();
+        }
+        drop(waiters);
+        for registration in later {
+            registration.listener.notify(registration.index, failed);
+        }
+        true
+    }
+
+    /// Blocks until the future is done (or, with `settled`, until its completion is over) or
+    /// `deadline` passes. Returns the outcome, or `None` on time-out.
+    fn wait(&self, deadline: Option<Instant>, settled: bool) -> Option<&Result<T, Error>> {
+        if !settled && let Some(outcome) = self.outcome.get() {
+            return Some(outcome);
+        }
+        let mut waiters = lock(&self.waiters);
+        loop {
+            if let Some(outcome) = self.outcome.get()
+                && (waiters.settled || !settled)
+            {
+                return Some(outcome);
+            }
+            if expired(deadline) {
+                return None;
+            }
+            waiters.sleepers += 1;
+            waiters = wait_until(&self.wakeup, waiters, deadline);
+            waiters.sleepers -= 1;
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.outcome.get().is_some()
+    }
+
+    fn failed(&self) -> bool {
+        self.state.load(Ordering::Acquire) == FINISHED && matches!(self.outcome.get(), Some(Err(_)))
+    }
+}
+
+fn run_callback<T>(future: &Future<T>, callback: Callback<T>) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| callback(future))) {
+        log::error!(
+            "exception calling callback for {future:?}: {}",
+            Error::from_panic(payload)
+        );
+    }
+}
+
+/// A handle to the result of work that may not have finished yet.
+///
+/// Executors return one from `submit`; [`Promise::new`] makes one for work you complete
+/// yourself. Handles are cheap to clone and all see the same state; a `Future<T>` is `Send` and
+/// `Sync` when `T` is.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{Error, Promise, State};
+///
+/// # fn main() -> Result<(), Error> {
+/// let (promise, future) = Promise::new();
+/// std::thread::spawn(move || promise.run(|| 6 * 7));
+/// assert_eq!(*future.result()?, 42);
+/// assert_eq!(future.state(), State::Finished);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Future<T> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T> Future<T> {
+    fn from_inner(inner: Arc<Inner<T>>) -> Self {
+        inner.handles.fetch_add(1, Ordering::Relaxed);
+        Future { inner }
+    }
+
+    /// Cancels the future if it has not started.
+    ///
+    /// Returns true when the future is now cancelled (also when it already was), false when it
+    /// is running or finished, in which case nothing changes. A successful cancel wakes every
+    /// waiter, counts as done for [`wait`](crate::wait) and [`as_completed`](crate::as_completed)
+    /// at once, and runs the done-callbacks in this thread.
+    pub fn cancel(&self) -> bool {
+        self.inner
+            .complete(|state| state == PENDING, CANCELLED, Err(Error::Cancelled))
+            || self.cancelled()
+    }
+
+    /// True if the future was cancelled.
+    pub fn cancelled(&self) -> bool {
+        self.state() == State::Cancelled
+    }
+
+    /// True while a worker runs it.
+    pub fn running(&self) -> bool {
+        self.state() == State::Running
+    }
+
+    /// True once it is cancelled or finished.
+    pub fn done(&self) -> bool {
+        self.inner.is_done()
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        decode(self.inner.state.load(Ordering::Acquire))
+    }
+
+    /// Blocks until the future is done and borrows its value. Call it as often as you like.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cancelled`] if it was cancelled, otherwise the error it finished with
+    /// ([`Error::Panicked`] when the task panicked, [`Error::Broken`] when its completing side
+    /// was dropped, and so on).
+    ///
+    /// # Warning: blocking
+    ///
+    /// This parks the calling thread. Called from a task on a pool whose workers are all
+    /// blocked the same way, it waits forever, as in CPython; the CPU pool avoids that by
+    /// running other work while it waits, the I/O pool does not.
+    pub fn result(&self) -> Result<&T, Error> {
+        as_value(self.inner.wait(None, false))
+    }
+
+    /// [`result`](Self::result), but gives up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when `timeout` passed first (the work goes on; ask again later), or
+    /// any error [`result`](Self::result) returns.
+    pub fn result_timeout(&self, timeout: Duration) -> Result<&T, Error> {
+        as_value(self.inner.wait(deadline_after(timeout), false))
+    }
+
+    /// Blocks until done and returns the error it finished with, `Ok(None)` on success
+    /// (CPython's `exception()`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cancelled`] if it was cancelled.
+    pub fn exception(&self) -> Result<Option<Error>, Error> {
+        self.as_exception(self.inner.wait(None, false))
+    }
+
+    /// [`exception`](Self::exception), but gives up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when `timeout` passed first, [`Error::Cancelled`] if it was cancelled.
+    pub fn exception_timeout(&self, timeout: Duration) -> Result<Option<Error>, Error> {
+        self.as_exception(self.inner.wait(deadline_after(timeout), false))
+    }
+
+    fn as_exception(&self, outcome: Option<&Result<T, Error>>) -> Result<Option<Error>, Error> {
+        match outcome {
+            None => Err(Error::Timeout),
+            Some(Ok(_)) => Ok(None),
+            Some(Err(_)) if self.cancelled() => Err(Error::Cancelled),
+            Some(Err(error)) => Ok(Some(error.clone())),
+        }
+    }
+
+    /// Blocks until done and moves the value out, with no `T: Clone` needed.
+    ///
+    /// That is possible only when this is the last handle: the one `submit` returned, or the
+    /// one [`as_completed`](crate::as_completed) yielded, with no clone of it left alive.
+    /// Callbacks still running in the completing thread do not count: this waits for them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidState`] when other handles are alive (nothing is lost: they can still
+    /// read the value), or the error the future finished with, as for [`result`](Self::result).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, Promise};
+    ///
+    /// # fn main() -> Result<(), Error> {
+    /// let (promise, future) = Promise::new();
+    /// promise.run(|| String::from("owned"));
+    /// let other = future.clone();
+    /// assert_eq!(other.into_result(), Err(Error::InvalidState));
+    /// let value: String = future.into_result()?;
+    /// assert_eq!(value, "owned");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn into_result(self) -> Result<T, Error> {
+        if let Some(Err(error)) = self.inner.wait(None, true) {
+            return Err(error.clone());
+        }
+        if self.inner.handles.load(Ordering::Acquire) != 1 {
+            return Err(Error::InvalidState);
+        }
+        let mut inner = Arc::clone(&self.inner);
+        drop(self);
+        // No handle is left, so nobody can make a new one. The only other owner can be the
+        // completing `Promise`, which settled and is now a few instructions from dropping its
+        // reference: yield until it has.
+        loop {
+            match Arc::try_unwrap(inner) {
+                Ok(inner) => {
+                    return inner
+                        .outcome
+                        .into_inner()
+                        .unwrap_or(Err(Error::InvalidState));
+                }
+                Err(shared) => {
+                    inner = shared;
+                    yield_now();
+                }
+            }
+        }
+    }
+
+    /// Calls `f` with this future once it is done.
+    ///
+    /// Callbacks run in registration order in the thread that completes the future, outside
+    /// any lock (so they may call [`result`](Self::result)); on a future that is already done
+    /// `f` runs at once in this thread. A panicking callback is caught and reported through
+    /// `log::error!`; the others still run.
+    pub fn add_done_callback(&self, f: impl FnOnce(&Future<T>) + Send + 'static) {
+        let mut waiters = lock(&self.inner.waiters);
+        if !self.inner.is_done() {
+            waiters.callbacks.push(Box::new(f));
+            return;
+        }
+        drop(waiters);
+        run_callback(self, Box::new(f));
+    }
+
+    /// Identity of the shared state: equal for clones of one future.
+    pub(crate) fn id(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
+    }
+
+    /// True if it finished with an error (not cancelled).
+    pub(crate) fn failed(&self) -> bool {
+        self.inner.failed()
+    }
+
+    /// Attaches `registration` unless the future is already done (settled, for a settle
+    /// registration); returns whether it was attached.
+    pub(crate) fn register(&self, registration: Registration) -> bool {
+        let mut waiters = lock(&self.inner.waiters);
+        let done = if registration.on_settle {
+            waiters.settled
+        } else {
+            self.inner.is_done()
+        };
+        if !done {
+            waiters.listeners.push(registration);
+        }
+        !done
+    }
+
+    /// Removes a registration made by [`register`](Self::register), if it is still there.
+    pub(crate) fn deregister(&self, listener: &std::sync::Arc<dyn Listener>, index: usize) {
+        let mut waiters = lock(&self.inner.waiters);
+        if let Some(position) = waiters.listeners.iter().position(|r| r.is(listener, index)) {
+            waiters.listeners.swap_remove(position);
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn listener_count(&self) -> usize {
+        lock(&self.inner.waiters).listeners.len()
+    }
+}
+
+fn as_value<T>(outcome: Option<&Result<T, Error>>) -> Result<&T, Error> {
+    match outcome {
+        None => Err(Error::Timeout),
+        Some(Ok(value)) => Ok(value),
+        Some(Err(error)) => Err(error.clone()),
+    }
+}
+
+impl<T> Clone for Future<T> {
+    fn clone(&self) -> Self {
+        Future::from_inner(Arc::clone(&self.inner))
+    }
+}
+
+impl<T> Drop for Future<T> {
+    fn drop(&mut self) {
+        self.inner.handles.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl<T> fmt::Debug for Future<T> {
+    /// `Future { state: Finished, outcome: "returned" }`, after CPython's repr: the outcome says
+    /// whether a finished future returned a value or which error it holds.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = f.debug_struct("Future");
+        out.field("state", &self.state());
+        match self.inner.outcome.get() {
+            Some(Ok(_)) => out.field("outcome", &"returned"),
+            Some(Err(error)) if !self.cancelled() => out.field("raised", error),
+            _ => &mut out,
+        };
+        out.finish()
+    }
+}
+
+/// `future.await` in any async runtime: resolves to [`Future::into_result`]'s answer once the
+/// future is settled, woken through the task's `Waker` (no polling thread, no runtime needed).
+impl<T> std::future::IntoFuture for Future<T> {
+    type Output = Result<T, Error>;
+    type IntoFuture = Awaiting<T>;
+
+    fn into_future(self) -> Awaiting<T> {
+        Awaiting {
+            future: Some(self),
+            waker: None,
+        }
+    }
+}
+
+/// The `std::future::Future` that `.await` on a [`Future`] polls.
+pub struct Awaiting<T> {
+    future: Option<Future<T>>,
+    /// Our registration on the future; `None` until the first `Pending`.
+    waker: Option<std::sync::Arc<WakerSlot>>,
+}
+
+/// Holds the latest `Waker` of the task awaiting a future.
+struct WakerSlot(std::sync::Mutex<Option<Waker>>);
+
+impl WakerSlot {
+    fn set(&self, waker: &Waker) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !slot.as_ref().is_some_and(|old| old.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+}
+
+impl Listener for WakerSlot {
+    fn notify(&self, _index: usize, _failed: bool) {
+        let waker = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+impl<T> std::future::Future for Awaiting<T> {
+    type Output = Result<T, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(future) = self.future.as_ref() else {
+            return Poll::Ready(Err(Error::InvalidState));
+        };
+        let settled = match &self.waker {
+            // Store the new waker first, then look: a completion that settles in between
+            // either finds the new waker or is seen here.
+            Some(slot) => {
+                slot.set(cx.waker());
+                lock(&future.inner.waiters).settled
+            }
+            None => {
+                let slot =
+                    std::sync::Arc::new(WakerSlot(std::sync::Mutex::new(Some(cx.waker().clone()))));
+                let registration = Registration {
+                    listener: slot.clone(),
+                    index: 0,
+                    on_settle: true,
+                };
+                let attached = future.register(registration);
+                if attached {
+                    self.waker = Some(slot);
+                }
+                !attached
+            }
+        };
+        if !settled {
+            return Poll::Pending;
+        }
+        self.waker = None;
+        match self.future.take() {
+            Some(future) => Poll::Ready(future.into_result()),
+            None => Poll::Ready(Err(Error::InvalidState)),
+        }
+    }
+}
+
+impl<T> Drop for Awaiting<T> {
+    fn drop(&mut self) {
+        if let (Some(future), Some(slot)) = (&self.future, &self.waker) {
+            let listener: std::sync::Arc<dyn Listener> = slot.clone();
+            future.deregister(&listener, 0);
+        }
+    }
+}
+
+impl<T> fmt::Debug for Awaiting<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Awaiting")
+            .field("future", &self.future)
+            .finish()
+    }
+}
+
+/// The completing side of a [`Future`]: what an executor (or your own code) uses to start it,
+/// fill it, or fail it.
+///
+/// Completing methods take `&mut self` and answer [`Error::InvalidState`] when the future is
+/// already done, keeping the first outcome. A `Promise` dropped before it completed its future
+/// completes it with [`Error::Broken`], so nobody waits forever on lost work.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{Error, Promise};
+///
+/// let (mut promise, future) = Promise::new();
+/// assert_eq!(promise.set_running_or_notify_cancel(), Ok(true));
+/// promise.set_result(1)?;
+/// assert_eq!(promise.set_result(2), Err(Error::InvalidState));
+/// assert_eq!(future.result(), Ok(&1));
+/// # Ok::<(), Error>(())
+/// ```
+pub struct Promise<T> {
+    /// `None` once this promise completed its future, so that it no longer keeps the state
+    /// alive (and [`Future::into_result`] can take the value).
+    inner: Option<Arc<Inner<T>>>,
+}
+
+impl<T> Promise<T> {
+    /// A new pending future and the promise that completes it.
+    pub fn new() -> (Promise<T>, Future<T>) {
+        let inner = Arc::new(Inner::new());
+        let future = Future::from_inner(Arc::clone(&inner));
+        (Promise { inner: Some(inner) }, future)
+    }
+
+    /// Marks the future running, unless it was cancelled (CPython's method of the same name).
+    ///
+    /// Returns `Ok(true)` when the work should start now, `Ok(false)` when the future was
+    /// cancelled and the work must be skipped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidState`] when the future is already running or finished.
+    pub fn set_running_or_notify_cancel(&mut self) -> Result<bool, Error> {
+        let Some(inner) = &self.inner else {
+            return Err(Error::InvalidState);
+        };
+        let _waiters = lock(&inner.waiters);
+        match inner.state.load(Ordering::Relaxed) {
+            PENDING => {
+                inner.state.store(RUNNING, Ordering::Release);
+                Ok(true)
+            }
+            CANCELLED => Ok(false),
+            _ => Err(Error::InvalidState),
+        }
+    }
+
+    /// Finishes the future with `value`, waking waiters and running callbacks in this thread.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidState`] when the future is already done (cancelled or finished); the
+    /// first outcome stays and `value` is dropped.
+    pub fn set_result(&mut self, value: T) -> Result<(), Error> {
+        self.finish(Ok(value))
+    }
+
+    /// Finishes the future with `error`, waking waiters and running callbacks in this thread.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidState`] when the future is already done.
+    pub fn set_error(&mut self, error: Error) -> Result<(), Error> {
+        self.finish(Err(error))
+    }
+
+    /// Runs `work` and finishes the future with what it returns, or with [`Error::Panicked`]
+    /// if it panics; skips it if the future was cancelled. This is how the executors of this
+    /// crate run a task, and the simplest way to complete a future from your own thread.
+    pub fn run(mut self, work: impl FnOnce() -> T) {
+        if self.set_running_or_notify_cancel() != Ok(true) {
+            return;
+        }
+        let outcome = catch_unwind(AssertUnwindSafe(work)).map_err(Error::from_panic);
+        // Cannot fail: only this promise leaves RUNNING.
+        let _ = self.finish(outcome);
+    }
+
+    fn finish(&mut self, outcome: Result<T, Error>) -> Result<(), Error> {
+        let inner = self.inner.take().ok_or(Error::InvalidState)?;
+        if inner.complete(
+            |state| state == PENDING || state == RUNNING,
+            FINISHED,
+            outcome,
+        ) {
+            Ok(())
+        } else {
+            Err(Error::InvalidState)
+        }
+    }
+}
+
+impl<T> Drop for Promise<T> {
+    fn drop(&mut self) {
+        if self.inner.is_some() {
+            let broken = Error::Broken {
+                reason: "the promise was dropped before it completed its future".into(),
+            };
+            // Fails only if the future was cancelled, which is fine.
+            let _ = self.finish(Err(broken));
+        }
+    }
+}
+
+impl<T> fmt::Debug for Promise<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self
+            .inner
+            .as_ref()
+            .map(|inner| decode(inner.state.load(Ordering::Acquire)));
+        f.debug_struct("Promise").field("state", &state).finish()
+    }
+}

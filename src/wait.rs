@@ -1,0 +1,369 @@
+//! [`wait`] and [`as_completed`]: waiting on many futures at once.
+//!
+//! Both attach one listener to every future that is not done yet (O(1) per future, so waiting
+//! on 100 000 futures costs 100 000 short lock holds, not a scan per completion) and detach it
+//! from every future still pending when they return or are dropped, so a long-lived future
+//! does not collect dead listeners.
+//!
+//! One deliberate difference from CPython: a cancelled future is done here, for `wait` and
+//! `as_completed` alike, from the moment [`Future::cancel`] returns. CPython counts a cancel
+//! only once its executor acknowledges it, so `wait` on futures cancelled by
+//! `shutdown(cancel_futures=True)` blocks until its timeout and `as_completed` never yields
+//! them (gh-92001, gh-109934, still open).
+
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::future::{Future, Listener, Registration};
+use crate::sync::{Condvar, Mutex, deadline_after, expired, lock, wait_until};
+
+/// When [`wait`] returns (CPython's `FIRST_COMPLETED`, `FIRST_EXCEPTION`, `ALL_COMPLETED`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ReturnWhen {
+    /// As soon as any future is done (finished or cancelled).
+    FirstCompleted,
+    /// As soon as any future finishes with an error, or when all are done. A cancelled future
+    /// is not an error.
+    FirstException,
+    /// When every future is done.
+    #[default]
+    AllCompleted,
+}
+
+/// The two halves [`wait`] splits its futures into, each without duplicates, in input order.
+pub struct DoneAndNotDone<T> {
+    /// Futures done (finished or cancelled) when `wait` returned.
+    pub done: Vec<Future<T>>,
+    /// The others.
+    pub not_done: Vec<Future<T>>,
+}
+
+impl<T> fmt::Debug for DoneAndNotDone<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DoneAndNotDone")
+            .field("done", &self.done)
+            .field("not_done", &self.not_done)
+            .finish()
+    }
+}
+
+/// The futures of `futures` with clones of one future kept once, first occurrence first.
+fn distinct<'a, T: 'a>(futures: impl IntoIterator<Item = &'a Future<T>>) -> Vec<&'a Future<T>> {
+    let mut seen = HashSet::new();
+    futures
+        .into_iter()
+        .filter(|future| seen.insert(future.id()))
+        .collect()
+}
+
+/// Counts down the futures a [`wait`] call is still waiting for.
+struct Countdown {
+    state: Mutex<CountdownState>,
+    wakeup: Condvar,
+}
+
+struct CountdownState {
+    remaining: usize,
+    when: ReturnWhen,
+    fired: bool,
+}
+
+impl CountdownState {
+    fn record(&mut self, failed: bool) {
+        self.remaining -= 1;
+        self.fired |= self.remaining == 0
+            || self.when == ReturnWhen::FirstCompleted
+            || (self.when == ReturnWhen::FirstException && failed);
+    }
+}
+
+impl Listener for Countdown {
+    fn notify(&self, _index: usize, failed: bool) {
+        let mut state = lock(&self.state);
+        state.record(failed);
+        if state.fired {
+            self.wakeup.notify_one();
+        }
+    }
+}
+
+/// Blocks until `when` holds for `futures`, or until `timeout` passes, and returns them split
+/// into done and not done (CPython's `concurrent.futures.wait`).
+///
+/// Clones of one future count once. `timeout: None` waits as long as it takes. A time-out is
+/// not an error: you get the split as it stands. [`ReturnWhen::FirstException`] ignores
+/// cancelled futures. A cancelled future is done (see the [module docs](self) for how this
+/// differs from CPython).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use concurrent_futures::{Promise, ReturnWhen, wait};
+///
+/// let (quick, quick_future) = Promise::new();
+/// let (_slow, slow_future) = Promise::<u32>::new();
+/// quick.run(|| 1);
+/// let split = wait(&[quick_future, slow_future], Some(Duration::from_millis(10)), ReturnWhen::AllCompleted);
+/// assert_eq!((split.done.len(), split.not_done.len()), (1, 1));
+/// ```
+pub fn wait<T>(
+    futures: &[Future<T>],
+    timeout: Option<Duration>,
+    when: ReturnWhen,
+) -> DoneAndNotDone<T> {
+    let deadline = timeout.and_then(deadline_after);
+    let futures = distinct(futures);
+    let mut state = CountdownState {
+        remaining: futures.len(),
+        when,
+        fired: futures.is_empty(),
+    };
+    let pending: Vec<usize> = (0..futures.len())
+        .filter(|&i| {
+            let done = futures[i].done();
+            if done {
+                state.record(futures[i].failed());
+            }
+            !done
+        })
+        .collect();
+    if !state.fired && !expired(deadline) {
+        let countdown = std::sync::Arc::new(Countdown {
+            state: Mutex::new(state),
+            wakeup: Condvar::new(),
+        });
+        let listener: std::sync::Arc<dyn Listener> = countdown.clone();
+        let mut attached = Vec::with_capacity(pending.len());
+        for &i in &pending {
+            if futures[i].register(Registration::new(listener.clone(), i)) {
+                attached.push(i);
+            } else {
+                // Done between the look above and now: count it as a notification would.
+                lock(&countdown.state).record(futures[i].failed());
+            }
+        }
+        let mut state = lock(&countdown.state);
+        while !state.fired && !expired(deadline) {
+            state = wait_until(&countdown.wakeup, state, deadline);
+        }
+        drop(state);
+        for i in attached {
+            futures[i].deregister(&listener, i);
+        }
+    }
+    let (done, not_done) = futures.into_iter().cloned().partition(Future::done);
+    DoneAndNotDone { done, not_done }
+}
+
+/// Indices of futures in the order they completed.
+struct CompletionQueue {
+    completed: Mutex<VecDeque<usize>>,
+    wakeup: Condvar,
+}
+
+impl Listener for CompletionQueue {
+    fn notify(&self, index: usize, _failed: bool) {
+        lock(&self.completed).push_back(index);
+        self.wakeup.notify_one();
+    }
+}
+
+/// Yields futures as they complete (CPython's `concurrent.futures.as_completed`).
+///
+/// Futures already done at the call come first, then the others in the order they complete,
+/// each once (clones of one future count once). The `timeout` runs from the call (CPython
+/// measures it from the first `next()`, although its docs say from the call); when it runs out
+/// the iterator yields one `Err(Error::Timeout)` and ends, and
+/// [`unfinished`](AsCompleted::unfinished) says how many futures were left. Cancelled futures
+/// are yielded like finished ones.
+///
+/// The iterator keeps no handle to a future it has yielded, so [`Future::into_result`] works
+/// on what it yields; dropping it detaches it from the futures still pending.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{Error, Promise, as_completed};
+///
+/// # fn main() -> Result<(), Error> {
+/// let (promises, futures): (Vec<_>, Vec<_>) = (0..3).map(|_| Promise::new()).unzip();
+/// for (i, promise) in promises.into_iter().enumerate() {
+///     std::thread::spawn(move || promise.run(|| i * 10));
+/// }
+/// let mut total = 0;
+/// for future in as_completed(futures, None) {
+///     total += future?.into_result()?;
+/// }
+/// assert_eq!(total, 30);
+/// # Ok(())
+/// # }
+/// ```
+pub fn as_completed<T>(
+    futures: impl IntoIterator<Item = Future<T>>,
+    timeout: Option<Duration>,
+) -> AsCompleted<T> {
+    let deadline = timeout.and_then(deadline_after);
+    let queue = std::sync::Arc::new(CompletionQueue {
+        completed: Mutex::new(VecDeque::new()),
+        wakeup: Condvar::new(),
+    });
+    let listener: std::sync::Arc<dyn Listener> = queue.clone();
+    let mut seen = HashSet::new();
+    let mut ready = VecDeque::new();
+    let mut pending = Vec::new();
+    for future in futures {
+        if !seen.insert(future.id()) {
+            continue;
+        }
+        if !future.done() && future.register(Registration::new(listener.clone(), pending.len())) {
+            pending.push(Some(future));
+        } else {
+            ready.push_back(future);
+        }
+    }
+    AsCompleted {
+        total: ready.len() + pending.len(),
+        unfinished: pending.len(),
+        ready,
+        pending,
+        queue,
+        listener,
+        deadline,
+        timed_out: false,
+    }
+}
+
+/// The iterator [`as_completed`] returns: `Ok(future)` per future, or one `Err(Error::Timeout)`.
+pub struct AsCompleted<T> {
+    /// Done at the call, or taken from `queue` and not yet yielded.
+    ready: VecDeque<Future<T>>,
+    /// Registered futures by listener index; `None` once yielded.
+    pending: Vec<Option<Future<T>>>,
+    unfinished: usize,
+    total: usize,
+    queue: std::sync::Arc<CompletionQueue>,
+    /// `queue`, as the registrations know it.
+    listener: std::sync::Arc<dyn Listener>,
+    deadline: Option<Instant>,
+    timed_out: bool,
+}
+
+impl<T> AsCompleted<T> {
+    /// How many futures have not been yielded and were not done at the last look: after a
+    /// time-out, CPython's "N (of M) futures unfinished" N.
+    pub fn unfinished(&self) -> usize {
+        self.unfinished
+    }
+
+    /// How many distinct futures this iterator was given (M).
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Moves everything completed so far from the shared queue into `ready`; false if none.
+    fn collect_completed(&mut self, block: bool) -> bool {
+        let mut completed = lock(&self.queue.completed);
+        while block && completed.is_empty() && !expired(self.deadline) {
+            completed = wait_until(&self.queue.wakeup, completed, self.deadline);
+        }
+        let batch = std::mem::take(&mut *completed);
+        drop(completed);
+        let found = !batch.is_empty();
+        for index in batch {
+            if let Some(future) = self.pending[index].take() {
+                self.unfinished -= 1;
+                self.ready.push_back(future);
+            }
+        }
+        found
+    }
+
+    fn detach(&mut self) {
+        for (index, future) in self.pending.iter_mut().enumerate() {
+            if let Some(future) = future.take() {
+                future.deregister(&self.listener, index);
+            }
+        }
+    }
+}
+
+impl<T> Iterator for AsCompleted<T> {
+    type Item = Result<Future<T>, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(future) = self.ready.pop_front() {
+            return Some(Ok(future));
+        }
+        if self.unfinished == 0 || self.timed_out {
+            return None;
+        }
+        if self.collect_completed(true) {
+            return self.ready.pop_front().map(Ok);
+        }
+        self.timed_out = true;
+        self.detach();
+        Some(Err(Error::Timeout))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        if self.timed_out {
+            return (0, Some(0));
+        }
+        (
+            self.ready.len(),
+            Some(self.ready.len() + self.unfinished + 1),
+        )
+    }
+}
+
+impl<T> Drop for AsCompleted<T> {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+impl<T> fmt::Debug for AsCompleted<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsCompleted")
+            .field("total", &self.total)
+            .field("unfinished", &self.unfinished)
+            .field("timed_out", &self.timed_out)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Promise;
+
+    #[test]
+    fn wait_detaches_from_futures_still_pending() {
+        let (_promise, future) = Promise::<u8>::new();
+        let split = wait(
+            std::slice::from_ref(&future),
+            Some(Duration::from_millis(1)),
+            ReturnWhen::AllCompleted,
+        );
+        assert_eq!(split.not_done.len(), 1);
+        assert_eq!(future.listener_count(), 0);
+    }
+
+    #[test]
+    fn as_completed_detaches_when_dropped_or_timed_out() {
+        let (_promise, future) = Promise::<u8>::new();
+        let mut iter = as_completed([future.clone()], None);
+        assert_eq!(future.listener_count(), 1);
+        drop(iter);
+        assert_eq!(future.listener_count(), 0);
+
+        iter = as_completed([future.clone()], Some(Duration::from_millis(1)));
+        assert_eq!(iter.next().map(|r| r.err()), Some(Some(Error::Timeout)));
+        assert_eq!(future.listener_count(), 0);
+        assert_eq!(iter.unfinished(), 1);
+        assert!(iter.next().is_none());
+    }
+}
