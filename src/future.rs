@@ -200,7 +200,7 @@ impl<T> Inner<T> {
                 return None;
             }
             waiters.sleepers += 1;
-            waiters = wait_until(&self.wakeup, waiters, deadline);
+            waiters = wait_until(&self.wakeup, &self.waiters, waiters, deadline);
             waiters.sleepers -= 1;
         }
     }

@@ -147,7 +147,7 @@ pub fn wait<T>(
         }
         let mut state = lock(&countdown.state);
         while !state.fired && !expired(deadline) {
-            state = wait_until(&countdown.wakeup, state, deadline);
+            state = wait_until(&countdown.wakeup, &countdown.state, state, deadline);
         }
         drop(state);
         for i in attached {
@@ -267,7 +267,12 @@ impl<T> AsCompleted<T> {
     fn collect_completed(&mut self, block: bool) -> bool {
         let mut completed = lock(&self.queue.completed);
         while block && completed.is_empty() && !expired(self.deadline) {
-            completed = wait_until(&self.queue.wakeup, completed, self.deadline);
+            completed = wait_until(
+                &self.queue.wakeup,
+                &self.queue.completed,
+                completed,
+                self.deadline,
+            );
         }
         let batch = std::mem::take(&mut *completed);
         drop(completed);
