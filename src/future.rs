@@ -149,10 +149,12 @@ impl<T> Inner<T> {
         }
         self.state.store(to, Ordering::Release);
         let callbacks = std::mem::take(&mut waiters.callbacks);
-        let (later, now): (Vec<_>, Vec<_>) = std::mem::take(&mut waiters.listeners)
-            .into_iter()
-            .partition(|registration| registration.on_settle);
-        let quiet = callbacks.is_empty() && later.is_empty();
+        // Settle listeners stay in the list: one may still register while callbacks run.
+        let now: Vec<_> = waiters
+            .listeners
+            .extract_if(.., |registration| !registration.on_settle)
+            .collect();
+        let quiet = callbacks.is_empty() && waiters.listeners.is_empty();
         waiters.settled = quiet;
         if waiters.sleepers > 0 {
             self.wakeup.notify_all();
@@ -173,6 +175,7 @@ impl<T> Inner<T> {
         }
         let mut waiters = lock(&self.waiters);
         waiters.settled = true;
+        let later = std::mem::take(&mut waiters.listeners);
         if waiters.sleepers > 0 {
             self.wakeup.notify_all();
         }
@@ -462,6 +465,22 @@ impl<T> Clone for Future<T> {
     }
 }
 
+/// Handles are equal when they are clones of one future (identity, like Python's futures in a
+/// set), whatever the value inside.
+impl<T> PartialEq for Future<T> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl<T> Eq for Future<T> {}
+
+impl<T> std::hash::Hash for Future<T> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.id().hash(state);
+    }
+}
+
 impl<T> Drop for Future<T> {
     fn drop(&mut self) {
         self.inner.handles.fetch_sub(1, Ordering::Release);
@@ -702,5 +721,30 @@ impl<T> fmt::Debug for Promise<T> {
             .as_ref()
             .map(|inner| decode(inner.state.load(Ordering::Acquire)));
         f.debug_struct("Promise").field("state", &state).finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::Promise;
+    use std::future::{Future as _, IntoFuture};
+    use std::task::{Context, Waker};
+
+    #[test]
+    fn dropping_an_unfinished_await_detaches_it() {
+        let (mut promise, future) = Promise::<i32>::new();
+        let mut awaiting = Box::pin(future.clone().into_future());
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(awaiting.as_mut().poll(&mut cx).is_pending());
+        assert!(awaiting.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(
+            future.listener_count(),
+            1,
+            "one registration, however often polled"
+        );
+        drop(awaiting);
+        assert_eq!(future.listener_count(), 0);
+        promise.set_result(1).unwrap();
+        assert_eq!(future.result(), Ok(&1));
     }
 }

@@ -1,0 +1,104 @@
+//! Fixtures shared by the ported CPython tests: futures in each state (CPython's
+//! `create_future` helpers in `util.py`), a background completer, and a logger that keeps
+//! what the crate logs so tests can read it.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::sync::{Mutex, Once};
+use std::time::Duration;
+
+use concurrent_futures::{Error, Future, Promise};
+
+/// A bound for every wait that should succeed: long enough for the slowest machine.
+pub const LONG: Duration = Duration::from_secs(30);
+
+/// CPython's `PENDING_FUTURE`. The promise is returned so that the future stays pending.
+pub fn pending() -> (Promise<i32>, Future<i32>) {
+    Promise::new()
+}
+
+/// CPython's `RUNNING_FUTURE`.
+pub fn running() -> (Promise<i32>, Future<i32>) {
+    let (mut promise, future) = Promise::new();
+    assert_eq!(promise.set_running_or_notify_cancel(), Ok(true));
+    (promise, future)
+}
+
+/// CPython's `CANCELLED_FUTURE` and `CANCELLED_AND_NOTIFIED_FUTURE`: here one state, done and
+/// notified at once.
+pub fn cancelled() -> Future<i32> {
+    let (_promise, future) = Promise::new();
+    assert!(future.cancel());
+    future
+}
+
+/// CPython's `EXCEPTION_FUTURE` (`OSError()` there).
+pub fn exception() -> Future<i32> {
+    let (mut promise, future) = Promise::new();
+    promise.set_error(os_error()).unwrap();
+    future
+}
+
+/// The error `exception()` holds.
+pub fn os_error() -> Error {
+    Error::Broken {
+        reason: "OSError".into(),
+    }
+}
+
+/// CPython's `SUCCESSFUL_FUTURE` (42).
+pub fn successful() -> Future<i32> {
+    let (mut promise, future) = Promise::new();
+    promise.set_result(42).unwrap();
+    future
+}
+
+/// A future completed from another thread after `delay` with `outcome`.
+pub fn completed_after(delay: Duration, outcome: Result<i32, Error>) -> Future<i32> {
+    let (mut promise, future) = Promise::new();
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        promise.set_running_or_notify_cancel().unwrap();
+        match outcome {
+            Ok(value) => promise.set_result(value),
+            Err(error) => promise.set_error(error),
+        }
+        .unwrap();
+    });
+    future
+}
+
+static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static INSTALL: Once = Once::new();
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        LOG.lock()
+            .unwrap()
+            .push(format!("{} {}", record.level(), record.args()));
+    }
+    fn flush(&self) {}
+}
+
+/// Starts capturing log records (idempotent).
+pub fn capture_log() {
+    INSTALL.call_once(|| {
+        log::set_logger(&Capture).unwrap();
+        log::set_max_level(log::LevelFilter::Trace);
+    });
+}
+
+/// The captured records that contain `needle`.
+pub fn logged(needle: &str) -> Vec<String> {
+    LOG.lock()
+        .unwrap()
+        .iter()
+        .filter(|line| line.contains(needle))
+        .cloned()
+        .collect()
+}
