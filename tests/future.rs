@@ -20,13 +20,12 @@ use std::time::Duration;
 use common::*;
 use concurrent_futures::{Error, Future, Promise, State};
 
+type Seen = Arc<Mutex<Vec<String>>>;
+
 /// Records what each callback saw.
 fn recorder<T: Send + 'static>(
     see: impl Fn(&Future<T>) -> String + Send + 'static,
-) -> (
-    Arc<Mutex<Vec<String>>>,
-    impl FnOnce(&Future<T>) + Send + 'static,
-) {
+) -> (Seen, impl FnOnce(&Future<T>) + Send + 'static) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
     (seen, move |future: &Future<T>| {
