@@ -137,17 +137,17 @@ impl<T> Inner<T> {
     /// then notifies everybody (the three steps of the module docs). Returns false, dropping
     /// `outcome`, when the current state is not accepted.
     fn complete(
-        self: &Arc<Self>,
+        this: &Arc<Self>,
         from: impl Fn(u8) -> bool,
         to: u8,
         outcome: Result<T, Error>,
     ) -> bool {
         let failed = to == FINISHED && outcome.is_err();
-        let mut waiters = lock(&self.waiters);
-        if !from(self.state.load(Ordering::Relaxed)) || self.outcome.set(outcome).is_err() {
+        let mut waiters = lock(&this.waiters);
+        if !from(this.state.load(Ordering::Relaxed)) || this.outcome.set(outcome).is_err() {
             return false;
         }
-        self.state.store(to, Ordering::Release);
+        this.state.store(to, Ordering::Release);
         let callbacks = std::mem::take(&mut waiters.callbacks);
         // Settle listeners stay in the list: one may still register while callbacks run.
         let now: Vec<_> = waiters
@@ -157,7 +157,7 @@ impl<T> Inner<T> {
         let quiet = callbacks.is_empty() && waiters.listeners.is_empty();
         waiters.settled = quiet;
         if waiters.sleepers > 0 {
-            self.wakeup.notify_all();
+            this.wakeup.notify_all();
         }
         drop(waiters);
 
@@ -168,16 +168,16 @@ impl<T> Inner<T> {
             return true;
         }
         if !callbacks.is_empty() {
-            let handle = Future::from_inner(Arc::clone(self));
+            let handle = Future::from_inner(Arc::clone(this));
             for callback in callbacks {
                 run_callback(&handle, callback);
             }
         }
-        let mut waiters = lock(&self.waiters);
+        let mut waiters = lock(&this.waiters);
         waiters.settled = true;
         let later = std::mem::take(&mut waiters.listeners);
         if waiters.sleepers > 0 {
-            self.wakeup.notify_all();
+            this.wakeup.notify_all();
         }
         drop(waiters);
         for registration in later {
@@ -262,9 +262,12 @@ impl<T> Future<T> {
     /// waiter, counts as done for [`wait`](crate::wait) and [`as_completed`](crate::as_completed)
     /// at once, and runs the done-callbacks in this thread.
     pub fn cancel(&self) -> bool {
-        self.inner
-            .complete(|state| state == PENDING, CANCELLED, Err(Error::Cancelled))
-            || self.cancelled()
+        Inner::complete(
+            &self.inner,
+            |state| state == PENDING,
+            CANCELLED,
+            Err(Error::Cancelled),
+        ) || self.cancelled()
     }
 
     /// True if the future was cancelled.
@@ -690,7 +693,8 @@ impl<T> Promise<T> {
 
     fn finish(&mut self, outcome: Result<T, Error>) -> Result<(), Error> {
         let inner = self.inner.take().ok_or(Error::InvalidState)?;
-        if inner.complete(
+        if Inner::complete(
+            &inner,
             |state| state == PENDING || state == RUNNING,
             FINISHED,
             outcome,
