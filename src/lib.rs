@@ -98,6 +98,11 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
+/// The README's examples are compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod error;
 mod executor;
 mod future;
