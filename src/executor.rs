@@ -6,13 +6,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use std::sync::Arc;
+
 use crate::future::{Future, Promise};
+use crate::map::{Chunk, Map, MapUnordered};
 
 /// A value that can cross a process boundary: an argument or result of
 /// [`FnExecutor::submit_fn`]. Implemented for every type that fits.
-pub trait Payload: Serialize + DeserializeOwned + Send + 'static {}
+pub trait Payload: Serialize + DeserializeOwned + Send + Sync + 'static {}
 
-impl<T: Serialize + DeserializeOwned + Send + 'static> Payload for T {}
+impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Payload for T {}
 
 /// Runs closures and hands back [`Future`]s: the thread backends (`CpuPool`, `IoPool`) and
 /// [`InlineExecutor`].
@@ -27,13 +30,71 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Payload for T {}
 pub trait Executor {
     /// Schedules `f` and returns the future of its result. A panic in `f` becomes
     /// [`Error::Panicked`](crate::Error::Panicked) in that future and harms nothing else.
+    ///
+    /// `T` must be `Sync` as well as `Send`: every clone of the future, on any thread, can
+    /// borrow the value, and done-callbacks read it in the worker's thread.
     fn submit<F, T>(&self, f: F) -> Future<T>
     where
         F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static;
+        T: Send + Sync + 'static;
 
     /// Stops taking work; see the trait docs for `wait` and `cancel_futures`.
     fn shutdown(&self, wait: bool, cancel_futures: bool);
+
+    /// How many tasks can run at once; sizes the default window of [`map`](Executor::map).
+    fn max_workers(&self) -> usize;
+
+    /// Maps `f` over `items` in parallel, yielding results in input order. Lazy: nothing is
+    /// pulled or submitted before the first `next()`, and at most `buffersize` chunks are in
+    /// flight. See [`Map`] for the options and rules.
+    fn map<F, I, T>(&self, f: F, items: I) -> Map<'_, I::IntoIter, T>
+    where
+        Self: Sized,
+        F: Fn(I::Item) -> T + Send + Sync + 'static,
+        I: IntoIterator,
+        I::Item: Send + 'static,
+        T: Send + Sync + 'static,
+    {
+        Map::new(
+            items.into_iter(),
+            chunk_submitter(self, f),
+            self.max_workers(),
+        )
+    }
+
+    /// [`map`](Executor::map), yielding results as they complete.
+    fn map_unordered<F, I, T>(&self, f: F, items: I) -> MapUnordered<'_, I::IntoIter, T>
+    where
+        Self: Sized,
+        F: Fn(I::Item) -> T + Send + Sync + 'static,
+        I: IntoIterator,
+        I::Item: Send + 'static,
+        T: Send + Sync + 'static,
+    {
+        MapUnordered::new(
+            items.into_iter(),
+            chunk_submitter(self, f),
+            self.max_workers(),
+        )
+    }
+}
+
+/// Submits each chunk of items as one closure task on `executor`.
+fn chunk_submitter<'a, E, F, A, T>(
+    executor: &'a E,
+    f: F,
+) -> Box<dyn FnMut(Vec<A>) -> Future<Chunk<T>> + 'a>
+where
+    E: Executor,
+    F: Fn(A) -> T + Send + Sync + 'static,
+    A: Send + 'static,
+    T: Send + Sync + 'static,
+{
+    let f = Arc::new(f);
+    Box::new(move |items| {
+        let f = Arc::clone(&f);
+        executor.submit(move || Chunk::run(&*f, items))
+    })
 }
 
 /// Runs a plain function on a serializable argument: the interface every backend has,
@@ -45,6 +106,40 @@ pub trait FnExecutor {
     where
         A: Payload,
         R: Payload;
+
+    /// Schedules `f` over every item of `items` as one task: the building block of
+    /// [`map_fn`](FnExecutor::map_fn). Each item's panic is its own error.
+    fn submit_fn_chunk<A, R>(&self, f: fn(A) -> R, items: Vec<A>) -> Future<Chunk<R>>
+    where
+        A: Payload,
+        R: Payload;
+
+    /// How many tasks can run at once.
+    fn max_workers(&self) -> usize;
+
+    /// Maps `f` over `items` in parallel, in input order; see [`Map`].
+    fn map_fn<A, R, I>(&self, f: fn(A) -> R, items: I) -> Map<'_, I::IntoIter, R>
+    where
+        Self: Sized,
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        let submit = Box::new(move |items| self.submit_fn_chunk(f, items));
+        Map::new(items.into_iter(), submit, FnExecutor::max_workers(self))
+    }
+
+    /// [`map_fn`](FnExecutor::map_fn), yielding results as they complete.
+    fn map_fn_unordered<A, R, I>(&self, f: fn(A) -> R, items: I) -> MapUnordered<'_, I::IntoIter, R>
+    where
+        Self: Sized,
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        let submit = Box::new(move |items| self.submit_fn_chunk(f, items));
+        MapUnordered::new(items.into_iter(), submit, FnExecutor::max_workers(self))
+    }
 }
 
 impl<E: Executor + ?Sized> FnExecutor for E {
@@ -54,6 +149,18 @@ impl<E: Executor + ?Sized> FnExecutor for E {
         R: Payload,
     {
         self.submit(move || f(arg))
+    }
+
+    fn submit_fn_chunk<A, R>(&self, f: fn(A) -> R, items: Vec<A>) -> Future<Chunk<R>>
+    where
+        A: Payload,
+        R: Payload,
+    {
+        self.submit(move || Chunk::run(f, items))
+    }
+
+    fn max_workers(&self) -> usize {
+        Executor::max_workers(self)
     }
 }
 
@@ -94,7 +201,7 @@ impl Executor for InlineExecutor {
     fn submit<F, T>(&self, f: F) -> Future<T>
     where
         F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
+        T: Send + Sync + 'static,
     {
         let (mut promise, future) = Promise::new();
         if self.shut_down.load(Ordering::Acquire) {
@@ -109,5 +216,10 @@ impl Executor for InlineExecutor {
     /// Nothing is ever queued, so `wait` and `cancel_futures` have nothing to act on.
     fn shutdown(&self, _wait: bool, _cancel_futures: bool) {
         self.shut_down.store(true, Ordering::Release);
+    }
+
+    /// One: the caller's thread.
+    fn max_workers(&self) -> usize {
+        1
     }
 }

@@ -415,6 +415,12 @@ impl<T> Future<T> {
         run_callback(self, Box::new(f));
     }
 
+    /// Blocks until the completion is over (callbacks included) or `deadline` passes; true if
+    /// it is over, so that [`into_result`](Self::into_result) will not block.
+    pub(crate) fn wait_settled(&self, deadline: Option<Instant>) -> bool {
+        self.inner.wait(deadline, true).is_some()
+    }
+
     /// Identity of the shared state: equal for clones of one future.
     pub(crate) fn id(&self) -> usize {
         Arc::as_ptr(&self.inner) as usize

@@ -106,10 +106,12 @@ struct ReadmeDoctests;
 mod error;
 mod executor;
 mod future;
+mod map;
 mod sync;
 mod wait;
 
 pub use error::Error;
 pub use executor::{Executor, FnExecutor, InlineExecutor, Payload};
 pub use future::{Awaiting, Future, Promise, State};
+pub use map::{Chunk, Map, MapUnordered, ParMapExt, TARGET_CHUNK_TIME};
 pub use wait::{AsCompleted, DoneAndNotDone, ReturnWhen, as_completed, wait};

@@ -205,43 +205,26 @@ pub fn as_completed<T>(
     futures: impl IntoIterator<Item = Future<T>>,
     timeout: Option<Duration>,
 ) -> AsCompleted<T> {
-    let deadline = timeout.and_then(deadline_after);
-    let queue = std::sync::Arc::new(CompletionQueue {
-        completed: Mutex::new(VecDeque::new()),
-        wakeup: Condvar::new(),
-    });
-    let listener: std::sync::Arc<dyn Listener> = queue.clone();
+    let mut iter = AsCompleted::new(timeout.and_then(deadline_after), false);
     let mut seen = HashSet::new();
-    let mut ready = VecDeque::new();
-    let mut pending = Vec::new();
     for future in futures {
-        if !seen.insert(future.id()) {
-            continue;
-        }
-        if !future.done() && future.register(Registration::new(listener.clone(), pending.len())) {
-            pending.push(Some(future));
-        } else {
-            ready.push_back(future);
+        if seen.insert(future.id()) {
+            iter.push(future);
         }
     }
-    AsCompleted {
-        total: ready.len() + pending.len(),
-        unfinished: pending.len(),
-        ready,
-        pending,
-        queue,
-        listener,
-        deadline,
-        timed_out: false,
-    }
+    iter
 }
 
 /// The iterator [`as_completed`] returns: `Ok(future)` per future, or one `Err(Error::Timeout)`.
 pub struct AsCompleted<T> {
-    /// Done at the call, or taken from `queue` and not yet yielded.
+    /// Done when pushed, or taken from `queue` and not yet yielded.
     ready: VecDeque<Future<T>>,
-    /// Registered futures by listener index; `None` once yielded.
+    /// Registered futures by listener index; `None` once taken.
     pending: Vec<Option<Future<T>>>,
+    /// Indices of `pending` free for reuse, so an endless stream of pushes (the unordered
+    /// map) runs in constant memory. Safe to reuse: a slot is freed only after its
+    /// registration fired or was removed.
+    free: Vec<usize>,
     unfinished: usize,
     total: usize,
     queue: std::sync::Arc<CompletionQueue>,
@@ -249,9 +232,51 @@ pub struct AsCompleted<T> {
     listener: std::sync::Arc<dyn Listener>,
     deadline: Option<Instant>,
     timed_out: bool,
+    /// Cancel what was not yielded on time-out or drop (the unordered map's rule).
+    cancel_unyielded: bool,
 }
 
 impl<T> AsCompleted<T> {
+    pub(crate) fn new(deadline: Option<Instant>, cancel_unyielded: bool) -> Self {
+        let queue = std::sync::Arc::new(CompletionQueue {
+            completed: Mutex::new(VecDeque::new()),
+            wakeup: Condvar::new(),
+        });
+        AsCompleted {
+            ready: VecDeque::new(),
+            pending: Vec::new(),
+            free: Vec::new(),
+            unfinished: 0,
+            total: 0,
+            listener: queue.clone(),
+            queue,
+            deadline,
+            timed_out: false,
+            cancel_unyielded,
+        }
+    }
+
+    pub(crate) fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
+    /// Adds `future` (no duplicate check: the caller's job).
+    pub(crate) fn push(&mut self, future: Future<T>) {
+        self.total += 1;
+        let index = self.free.pop().unwrap_or(self.pending.len());
+        if future.done() || !future.register(Registration::new(self.listener.clone(), index)) {
+            self.free.push(index);
+            self.ready.push_back(future);
+            return;
+        }
+        if index == self.pending.len() {
+            self.pending.push(Some(future));
+        } else {
+            self.pending[index] = Some(future);
+        }
+        self.unfinished += 1;
+    }
+
     /// How many futures have not been yielded and were not done at the last look: after a
     /// time-out, CPython's "N (of M) futures unfinished" N.
     pub fn unfinished(&self) -> usize {
@@ -263,10 +288,11 @@ impl<T> AsCompleted<T> {
         self.total
     }
 
-    /// Moves everything completed so far from the shared queue into `ready`; false if none.
-    fn collect_completed(&mut self, block: bool) -> bool {
+    /// Blocks until some futures completed or the deadline passed, and moves the completed
+    /// ones from the shared queue into `ready`; false if none.
+    fn collect_completed(&mut self) -> bool {
         let mut completed = lock(&self.queue.completed);
-        while block && completed.is_empty() && !expired(self.deadline) {
+        while completed.is_empty() && !expired(self.deadline) {
             completed = wait_until(
                 &self.queue.wakeup,
                 &self.queue.completed,
@@ -279,6 +305,7 @@ impl<T> AsCompleted<T> {
         let found = !batch.is_empty();
         for index in batch {
             if let Some(future) = self.pending[index].take() {
+                self.free.push(index);
                 self.unfinished -= 1;
                 self.ready.push_back(future);
             }
@@ -290,6 +317,9 @@ impl<T> AsCompleted<T> {
         for (index, future) in self.pending.iter_mut().enumerate() {
             if let Some(future) = future.take() {
                 future.deregister(&self.listener, index);
+                if self.cancel_unyielded {
+                    future.cancel();
+                }
             }
         }
     }
@@ -305,7 +335,7 @@ impl<T> Iterator for AsCompleted<T> {
         if self.unfinished == 0 || self.timed_out {
             return None;
         }
-        if self.collect_completed(true) {
+        if self.collect_completed() {
             return self.ready.pop_front().map(Ok);
         }
         self.timed_out = true;

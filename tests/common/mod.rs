@@ -102,3 +102,35 @@ pub fn logged(needle: &str) -> Vec<String> {
         .cloned()
         .collect()
 }
+
+/// An executor written outside the crate: one new thread per task. It proves the traits can be
+/// implemented by users, and gives tests real concurrency without a pool.
+#[derive(Debug, Default)]
+pub struct ThreadPerTask {
+    shut_down: std::sync::atomic::AtomicBool,
+}
+
+impl concurrent_futures::Executor for ThreadPerTask {
+    fn submit<F, T>(&self, f: F) -> Future<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + Sync + 'static,
+    {
+        let (mut promise, future) = Promise::new();
+        if self.shut_down.load(std::sync::atomic::Ordering::SeqCst) {
+            promise.set_error(Error::Shutdown).unwrap();
+        } else {
+            std::thread::spawn(move || promise.run(f));
+        }
+        future
+    }
+
+    fn shutdown(&self, _wait: bool, _cancel_futures: bool) {
+        self.shut_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn max_workers(&self) -> usize {
+        4
+    }
+}

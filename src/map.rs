@@ -1,0 +1,452 @@
+//! Lazy parallel maps: [`Map`] (input order) and [`MapUnordered`] (completion order), behind
+//! [`Executor::map`](crate::Executor::map), [`FnExecutor::map_fn`](crate::FnExecutor::map_fn)
+//! and [`ParMapExt::par_map`].
+//!
+//! Both pull the input on the consumer's thread, a chunk at a time, and keep at most
+//! `buffersize` chunks between the input and the consumer: submitted, running, done, or being
+//! handed out. So an endless input runs in constant memory, and the input iterator need not
+//! be `Send`; only items and results cross threads.
+//!
+//! A chunk is one task: it maps each of its items under its own `catch_unwind`, so a panicking
+//! item fails only its own position (CPython main's rule, gh-108518), and iteration goes on
+//! past it. A chunk that never ran (cancelled, submitted after shutdown, lost with a worker)
+//! gives its error at each of its positions.
+//!
+//! Without an explicit `chunksize` the chunk size adapts: each chunk reports how long its
+//! items took, and the next chunks are sized so that one takes about [`TARGET_CHUNK_TIME`],
+//! which makes a trivial closure cost a few nanoseconds per item instead of a task each,
+//! while slow items still spread over every worker.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::future::Future;
+use crate::sync::deadline_after;
+use crate::wait::AsCompleted;
+
+/// What one chunk task hands back: a result per item, in input order, and how long mapping
+/// them took (which sizes the next chunks when the caller set no `chunksize`).
+#[derive(Debug)]
+pub struct Chunk<T> {
+    /// One result per item of the chunk.
+    pub results: Vec<Result<T, Error>>,
+    /// Time spent mapping the items.
+    pub busy: Duration,
+}
+
+impl<T> Chunk<T> {
+    /// Maps each item with `f`, catching a panic per item.
+    pub fn run<A>(f: impl Fn(A) -> T, items: Vec<A>) -> Self {
+        let start = Instant::now();
+        let results = items
+            .into_iter()
+            .map(|item| catch_unwind(AssertUnwindSafe(|| f(item))).map_err(Error::from_panic))
+            .collect();
+        Chunk {
+            results,
+            busy: start.elapsed(),
+        }
+    }
+}
+
+/// How long an adaptive chunk should keep a worker busy: long enough that a task's overhead
+/// (about a microsecond on the thread pools) is a small fraction, short enough that the last
+/// chunks still spread over the workers.
+pub const TARGET_CHUNK_TIME: Duration = Duration::from_micros(100);
+
+/// The largest adaptive chunk, and the most it may grow from one chunk to the next.
+const MAX_CHUNK: usize = 4096;
+const MAX_GROWTH: usize = 16;
+
+/// Submits one chunk of items as one task.
+type Submit<'a, A, T> = Box<dyn FnMut(Vec<A>) -> Future<Chunk<T>> + 'a>;
+
+/// The part both maps share: the input, the chunking, the bounded window, the deadline.
+struct Feed<'a, I: Iterator, T> {
+    input: I,
+    exhausted: bool,
+    submit: Submit<'a, I::Item, T>,
+    /// Set by `chunksize`; `None` adapts.
+    fixed_chunk: Option<usize>,
+    adaptive_chunk: usize,
+    buffersize: usize,
+    /// Chunks submitted and not yet fully handed to the consumer.
+    in_flight: usize,
+    deadline: Option<Instant>,
+    /// Results of the chunk being handed out.
+    current: std::vec::IntoIter<Result<T, Error>>,
+    /// The deadline passed (one `Err(Timeout)` was yielded) or the input ended and all was
+    /// yielded.
+    finished: bool,
+}
+
+impl<'a, I: Iterator, T> Feed<'a, I, T> {
+    fn new(input: I, submit: Submit<'a, I::Item, T>, workers: usize) -> Self {
+        Feed {
+            input,
+            exhausted: false,
+            submit,
+            fixed_chunk: None,
+            adaptive_chunk: 1,
+            buffersize: 4 * workers.max(1),
+            in_flight: 0,
+            deadline: None,
+            current: Vec::new().into_iter(),
+            finished: false,
+        }
+    }
+
+    fn chunk_size(&self) -> usize {
+        self.fixed_chunk.unwrap_or(self.adaptive_chunk)
+    }
+
+    /// Pulls and submits chunks until the window is full or the input ends, handing each new
+    /// future and its length to `sink`.
+    fn fill(&mut self, mut sink: impl FnMut(Future<Chunk<T>>, usize)) {
+        while !self.exhausted && self.in_flight < self.buffersize {
+            let size = self.chunk_size();
+            let items: Vec<I::Item> = self.input.by_ref().take(size).collect();
+            self.exhausted = items.len() < size;
+            if items.is_empty() {
+                break;
+            }
+            let len = items.len();
+            let future = (self.submit)(items);
+            self.in_flight += 1;
+            sink(future, len);
+        }
+    }
+
+    /// Takes the outcome of a finished chunk of `len` items as the results to hand out next,
+    /// and learns from its timing.
+    fn start_handing_out(&mut self, outcome: Result<Chunk<T>, Error>, len: usize) {
+        self.current = match outcome {
+            Ok(chunk) => {
+                self.learn(chunk.results.len(), chunk.busy);
+                chunk.results.into_iter()
+            }
+            Err(error) => (0..len)
+                .map(|_| Err(error.clone()))
+                .collect::<Vec<_>>()
+                .into_iter(),
+        };
+    }
+
+    /// Resizes adaptive chunks so that the next one takes about `TARGET_CHUNK_TIME`.
+    fn learn(&mut self, items: usize, busy: Duration) {
+        let per_item = busy.as_nanos() / items.max(1) as u128;
+        let ideal = TARGET_CHUNK_TIME.as_nanos() / per_item.max(1);
+        let ideal = usize::try_from(ideal).unwrap_or(MAX_CHUNK);
+        self.adaptive_chunk = ideal.clamp(1, (self.adaptive_chunk * MAX_GROWTH).min(MAX_CHUNK));
+    }
+
+    /// The next result of the chunk being handed out; counts the chunk as consumed when its
+    /// last result leaves.
+    fn next_current(&mut self) -> Option<Result<T, Error>> {
+        let item = self.current.next()?;
+        if self.current.len() == 0 {
+            self.in_flight -= 1;
+        }
+        Some(item)
+    }
+
+    /// A chunk of no results (an empty `Vec` from a custom executor) is consumed at once.
+    fn skip_empty(&mut self) {
+        if self.current.len() == 0 {
+            self.in_flight -= 1;
+        }
+    }
+}
+
+/// Builder options shared by both maps, applied through [`Feed`].
+macro_rules! options {
+    () => {
+        /// Puts `n` items in each task, for closures too quick to pay a task each. Errors stay
+        /// per item. Without it, the chunk size adapts to how long items take.
+        ///
+        /// # Panics
+        ///
+        /// If `n` is 0 (as [`slice::chunks`] does).
+        pub fn chunksize(mut self, n: usize) -> Self {
+            assert!(n > 0, "chunksize must be at least 1");
+            self.feed.fixed_chunk = Some(n);
+            self
+        }
+
+        /// Lets at most `n` chunks be in flight ahead of the consumer (submitted, running,
+        /// finished or being handed out): the input is pulled no further ahead than
+        /// `n × chunksize` items. The default is four chunks per worker.
+        ///
+        /// # Panics
+        ///
+        /// If `n` is 0.
+        pub fn buffersize(mut self, n: usize) -> Self {
+            assert!(n > 0, "buffersize must be at least 1");
+            self.feed.buffersize = n;
+            self
+        }
+
+        /// One deadline for the whole map, `timeout` from now (CPython measures it from the
+        /// `map` call; call this right after it). When it passes, the iterator yields one
+        /// `Err(Error::Timeout)`, cancels every task not yet started, and ends.
+        pub fn timeout(mut self, timeout: Duration) -> Self {
+            self.feed.deadline = deadline_after(timeout);
+            self
+        }
+    };
+}
+
+/// A parallel map that yields results in input order: from
+/// [`Executor::map`](crate::Executor::map), [`FnExecutor::map_fn`](crate::FnExecutor::map_fn)
+/// or [`ParMapExt::par_map`].
+///
+/// Each item is `Ok(value)` or the error of that item (`Err(Error::Panicked { .. })` when `f`
+/// panicked on it). Dropping the iterator cancels every task not yet started.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{Error, Executor, InlineExecutor};
+///
+/// # fn main() -> Result<(), Error> {
+/// let executor = InlineExecutor::new();
+/// let squares = executor.map(|x: u64| x * x, 1..=4).chunksize(2).collect::<Result<Vec<_>, _>>()?;
+/// assert_eq!(squares, [1, 4, 9, 16]);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Map<'a, I: Iterator, T> {
+    feed: Feed<'a, I, T>,
+    /// Chunk futures in input order, with their lengths.
+    queue: VecDeque<(Future<Chunk<T>>, usize)>,
+}
+
+impl<'a, I: Iterator, T> Map<'a, I, T> {
+    pub(crate) fn new(input: I, submit: Submit<'a, I::Item, T>, workers: usize) -> Self {
+        Map {
+            feed: Feed::new(input, submit, workers),
+            queue: VecDeque::new(),
+        }
+    }
+
+    options!();
+
+    fn cancel_all(&mut self) {
+        for (future, _) in self.queue.drain(..) {
+            future.cancel();
+        }
+    }
+}
+
+impl<I: Iterator, T> Iterator for Map<'_, I, T> {
+    type Item = Result<T, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.feed.finished {
+                return None;
+            }
+            let queue = &mut self.queue;
+            self.feed.fill(|future, len| queue.push_back((future, len)));
+            if let Some(item) = self.feed.next_current() {
+                return Some(item);
+            }
+            let Some((future, len)) = self.queue.pop_front() else {
+                self.feed.finished = true;
+                return None;
+            };
+            if !future.wait_settled(self.feed.deadline) {
+                // CPython cancels the future it timed out on too (gh-95166).
+                future.cancel();
+                self.cancel_all();
+                self.feed.finished = true;
+                return Some(Err(Error::Timeout));
+            }
+            self.feed.start_handing_out(future.into_result(), len);
+            self.feed.skip_empty();
+        }
+    }
+}
+
+impl<I: Iterator, T> Drop for Map<'_, I, T> {
+    fn drop(&mut self) {
+        self.cancel_all();
+    }
+}
+
+impl<I: Iterator, T> fmt::Debug for Map<'_, I, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Map")
+            .field("in_flight", &self.feed.in_flight)
+            .field("chunksize", &self.feed.chunk_size())
+            .field("buffersize", &self.feed.buffersize)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A parallel map that yields results as they complete: from
+/// [`Executor::map_unordered`](crate::Executor::map_unordered),
+/// [`FnExecutor::map_fn_unordered`](crate::FnExecutor::map_fn_unordered) or
+/// [`ParMapExt::par_map_unordered`]. Same options and rules as [`Map`].
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{Error, Executor, InlineExecutor};
+///
+/// # fn main() -> Result<(), Error> {
+/// let executor = InlineExecutor::new();
+/// let mut lengths = executor
+///     .map_unordered(|s: &str| s.len(), ["a", "bb", "ccc"])
+///     .collect::<Result<Vec<_>, _>>()?;
+/// lengths.sort();
+/// assert_eq!(lengths, [1, 2, 3]);
+/// # Ok(())
+/// # }
+/// ```
+pub struct MapUnordered<'a, I: Iterator, T> {
+    feed: Feed<'a, I, T>,
+    completed: AsCompleted<Chunk<T>>,
+    /// Chunk lengths by future identity, to fan a chunk's error out to its items.
+    lengths: HashMap<usize, usize>,
+}
+
+impl<'a, I: Iterator, T> MapUnordered<'a, I, T> {
+    pub(crate) fn new(input: I, submit: Submit<'a, I::Item, T>, workers: usize) -> Self {
+        MapUnordered {
+            feed: Feed::new(input, submit, workers),
+            completed: AsCompleted::new(None, true),
+            lengths: HashMap::new(),
+        }
+    }
+
+    options!();
+}
+
+impl<I: Iterator, T> Iterator for MapUnordered<'_, I, T> {
+    type Item = Result<T, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.feed.finished {
+                return None;
+            }
+            let (completed, lengths) = (&mut self.completed, &mut self.lengths);
+            self.feed.fill(|future, len| {
+                lengths.insert(future.id(), len);
+                completed.push(future);
+            });
+            if let Some(item) = self.feed.next_current() {
+                return Some(item);
+            }
+            self.completed.set_deadline(self.feed.deadline);
+            match self.completed.next() {
+                None => {
+                    self.feed.finished = true;
+                    return None;
+                }
+                Some(Err(error)) => {
+                    // Only a time-out ends `as_completed` early; it cancelled the rest.
+                    self.feed.finished = true;
+                    return Some(Err(error));
+                }
+                Some(Ok(future)) => {
+                    let len = self.lengths.remove(&future.id()).unwrap_or(0);
+                    self.feed.start_handing_out(future.into_result(), len);
+                    self.feed.skip_empty();
+                }
+            }
+        }
+    }
+}
+
+impl<I: Iterator, T> fmt::Debug for MapUnordered<'_, I, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MapUnordered")
+            .field("in_flight", &self.feed.in_flight)
+            .field("chunksize", &self.feed.chunk_size())
+            .field("buffersize", &self.feed.buffersize)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `par_map` and `par_map_unordered` on every `IntoIterator`, so an iterator chain goes
+/// parallel by changing one word: `.map(f)` becomes `.par_map(&pool, f)`.
+///
+/// # Examples
+///
+/// ```
+/// use concurrent_futures::{Error, InlineExecutor, ParMapExt};
+///
+/// # fn main() -> Result<(), Error> {
+/// let executor = InlineExecutor::new();
+/// let words = ["alpha", "beta", "gamma"];
+/// let upper: Vec<String> = words
+///     .iter()
+///     .map(|w| w.to_string())
+///     .par_map(&executor, |w| w.to_uppercase())
+///     .collect::<Result<_, _>>()?;
+/// assert_eq!(upper, ["ALPHA", "BETA", "GAMMA"]);
+/// # Ok(())
+/// # }
+/// ```
+pub trait ParMapExt: IntoIterator + Sized {
+    /// [`Executor::map`](crate::Executor::map) over `self`: results in input order.
+    fn par_map<'a, E, F, T>(self, executor: &'a E, f: F) -> Map<'a, Self::IntoIter, T>
+    where
+        E: crate::Executor,
+        F: Fn(Self::Item) -> T + Send + Sync + 'static,
+        Self::Item: Send + 'static,
+        T: Send + Sync + 'static,
+    {
+        executor.map(f, self)
+    }
+
+    /// [`Executor::map_unordered`](crate::Executor::map_unordered) over `self`: results in
+    /// completion order.
+    fn par_map_unordered<'a, E, F, T>(
+        self,
+        executor: &'a E,
+        f: F,
+    ) -> MapUnordered<'a, Self::IntoIter, T>
+    where
+        E: crate::Executor,
+        F: Fn(Self::Item) -> T + Send + Sync + 'static,
+        Self::Item: Send + 'static,
+        T: Send + Sync + 'static,
+    {
+        executor.map_unordered(f, self)
+    }
+}
+
+impl<I: IntoIterator> ParMapExt for I {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed() -> Feed<'static, std::ops::Range<u32>, u32> {
+        Feed::new(0..0, Box::new(|_| unreachable!()), 1)
+    }
+
+    #[test]
+    fn adaptive_chunks_grow_for_quick_items_and_shrink_for_slow_ones() {
+        let mut feed = feed();
+        feed.learn(1, Duration::from_nanos(10));
+        assert_eq!(feed.adaptive_chunk, MAX_GROWTH);
+        for _ in 0..4 {
+            feed.learn(
+                feed.adaptive_chunk,
+                Duration::from_nanos(10 * feed.adaptive_chunk as u64),
+            );
+        }
+        assert_eq!(feed.adaptive_chunk, MAX_CHUNK);
+        feed.learn(10, Duration::from_millis(10));
+        assert_eq!(feed.adaptive_chunk, 1);
+        feed.learn(4, Duration::from_micros(100));
+        assert_eq!(feed.adaptive_chunk, 4);
+    }
+}
