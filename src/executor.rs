@@ -10,9 +10,9 @@ use crate::future::{Future, Promise};
 
 /// A value that can cross a process boundary: an argument or result of
 /// [`FnExecutor::submit_fn`]. Implemented for every type that fits.
-pub trait Payload: Serialize + DeserializeOwned + Send + 'static {}
+pub trait Payload: Serialize + DeserializeOwned + Send + Sync + 'static {}
 
-impl<T: Serialize + DeserializeOwned + Send + 'static> Payload for T {}
+impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Payload for T {}
 
 /// Runs closures and hands back [`Future`]s: the thread backends (`CpuPool`, `IoPool`) and
 /// [`InlineExecutor`].
@@ -27,10 +27,13 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Payload for T {}
 pub trait Executor {
     /// Schedules `f` and returns the future of its result. A panic in `f` becomes
     /// [`Error::Panicked`](crate::Error::Panicked) in that future and harms nothing else.
+    ///
+    /// `T` must be `Sync` as well as `Send`: every handle of a [`Future`] can borrow the
+    /// value from its own thread, and a pool completes the future from a worker thread.
     fn submit<F, T>(&self, f: F) -> Future<T>
     where
         F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static;
+        T: Send + Sync + 'static;
 
     /// Stops taking work; see the trait docs for `wait` and `cancel_futures`.
     fn shutdown(&self, wait: bool, cancel_futures: bool);
@@ -94,7 +97,7 @@ impl Executor for InlineExecutor {
     fn submit<F, T>(&self, f: F) -> Future<T>
     where
         F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
+        T: Send + Sync + 'static,
     {
         let (mut promise, future) = Promise::new();
         if self.shut_down.load(Ordering::Acquire) {

@@ -98,12 +98,17 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
+mod build_error;
+mod cpu;
 mod error;
 mod executor;
 mod future;
+mod job;
 mod sync;
 mod wait;
 
+pub use build_error::BuildError;
+pub use cpu::{CpuPool, CpuPoolBuilder};
 pub use error::Error;
 pub use executor::{Executor, FnExecutor, InlineExecutor, Payload};
 pub use future::{Awaiting, Future, Promise, State};
