@@ -87,6 +87,25 @@
 //! (the form that can cross into a worker process). [`InlineExecutor`] runs each task in the
 //! caller's thread, for tests and debugging.
 //!
+//! Two thread pools implement both: [`CpuPool`] runs CPU-bound closures on rayon (its own pool
+//! or the global one), and a task there may wait on another task of the same pool without a
+//! deadlock; [`IoPool`] runs blocking work on plain threads, started when no idle one can take
+//! a task (up to `max_workers`) and retired when idle. Their builders return a [`BuildError`]
+//! instead of panicking.
+//!
+//! ```
+//! use concurrent_futures::{CpuPool, Executor, IoPool};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let io = IoPool::builder().max_workers(8).build()?;
+//! let cpu = CpuPool::new(2);
+//! let text = io.submit(|| "3 4 5".to_owned()).into_result()?;
+//! let sum = cpu.submit(move || text.split(' ').map(|n| n.parse::<u32>()).sum::<Result<u32, _>>());
+//! assert_eq!(sum.into_result()??, 12);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Where this differs from CPython
 //!
 //! * A cancelled future counts as done for [`wait`] and [`as_completed`] at once (CPython

@@ -17,7 +17,8 @@ fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
 }
 
-/// Waits (boundedly) until the process has `expected` threads.
+/// Waits (boundedly) until the process has `expected` threads. Even a joined thread can stay
+/// listed for a moment: the kernel wakes the joiner before it removes the thread's entry.
 fn settle_at(expected: usize, what: &str) {
     let deadline = Instant::now() + LONG;
     while threads() != expected {
@@ -58,24 +59,20 @@ fn pools_start_the_threads_they_should_and_leave_none_behind() {
     assert_eq!(threads(), before + 3);
     run_together(&cpu, 2, before + 3);
     drop(cpu);
-    assert_eq!(threads(), before, "dropping a CpuPool joins its threads");
+    settle_at(before, "dropping a CpuPool joins its threads");
 
     // 65: three blocked tasks start exactly three threads; shutdown joins them.
     let io = IoPool::new(5);
     assert_eq!(threads(), before, "an IoPool starts threads on demand");
     run_together(&io, 3, before + 3);
     io.shutdown(true, false);
-    assert_eq!(
-        threads(),
-        before,
-        "shutdown(wait) joins an IoPool's threads"
-    );
+    settle_at(before, "shutdown(wait) joins an IoPool's threads");
 
     // 67: dropping the pool.
     let io = IoPool::new(5);
     run_together(&io, 5, before + 5);
     drop(io);
-    assert_eq!(threads(), before, "dropping an IoPool joins its threads");
+    settle_at(before, "dropping an IoPool joins its threads");
 
     // 68: after shutdown(wait = false) the threads end by themselves.
     let io = IoPool::new(2);
@@ -95,5 +92,5 @@ fn pools_start_the_threads_they_should_and_leave_none_behind() {
     run_together(&io, 2, before + 2);
     assert_eq!(io.submit(|| 7).result_timeout(LONG), Ok(&7));
     drop(io);
-    assert_eq!(threads(), before, "retired threads are joined too");
+    settle_at(before, "retired threads are joined too");
 }
