@@ -8,7 +8,7 @@
 //! Run: `cargo bench --bench pools`.
 
 use std::hint::black_box;
-use std::sync::mpsc::channel;
+use std::sync::mpsc::{Sender, channel};
 use std::time::Duration;
 
 use concurrent_futures::{CpuPool, Executor, IoPool};
@@ -32,19 +32,38 @@ fn tokio_runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
+fn one_task<E: Executor>(pool: &E) -> Result<u64, concurrent_futures::Error> {
+    pool.submit(|| black_box(1_u64)).into_result()
+}
+
+/// Submits the batch, then gathers every result in submission order.
+fn batch<E: Executor>(pool: &E) -> Result<u64, concurrent_futures::Error> {
+    let futures: Vec<_> = (0..BATCH)
+        .map(|i| pool.submit(move || black_box(i)))
+        .collect();
+    futures.into_iter().map(|f| f.into_result()).sum()
+}
+
+/// The peers' batch: `spawn(i, sender)` starts task `i`; one channel gathers the whole batch,
+/// their cheapest way to collect results.
+fn batch_over_channel(spawn: impl Fn(u64, Sender<u64>)) -> u64 {
+    let (sender, receiver) = channel();
+    for i in 0..BATCH {
+        spawn(i, sender.clone());
+    }
+    drop(sender);
+    receiver.iter().sum()
+}
+
 fn round_trip(c: &mut Criterion) {
     let mut group = c.benchmark_group("round_trip");
 
     let pool = CpuPool::new(WORKERS);
-    group.bench_function("CpuPool", |b| {
-        b.iter(|| pool.submit(|| black_box(1_u64)).into_result())
-    });
+    group.bench_function("CpuPool", |b| b.iter(|| one_task(&pool)));
     drop(pool);
 
     let pool = IoPool::new(WORKERS);
-    group.bench_function("IoPool", |b| {
-        b.iter(|| pool.submit(|| black_box(1_u64)).into_result())
-    });
+    group.bench_function("IoPool", |b| b.iter(|| one_task(&pool)));
     drop(pool);
 
     let pool = rayon_pool();
@@ -84,44 +103,19 @@ fn gather(c: &mut Criterion) {
     group.throughput(Throughput::Elements(BATCH));
 
     let pool = CpuPool::new(WORKERS);
-    group.bench_function("CpuPool", |b| {
-        b.iter(|| {
-            let futures: Vec<_> = (0..BATCH)
-                .map(|i| pool.submit(move || black_box(i)))
-                .collect();
-            futures
-                .into_iter()
-                .map(|f| f.into_result())
-                .sum::<Result<u64, _>>()
-        })
-    });
+    group.bench_function("CpuPool", |b| b.iter(|| batch(&pool)));
     drop(pool);
 
     let pool = IoPool::new(WORKERS);
-    group.bench_function("IoPool", |b| {
-        b.iter(|| {
-            let futures: Vec<_> = (0..BATCH)
-                .map(|i| pool.submit(move || black_box(i)))
-                .collect();
-            futures
-                .into_iter()
-                .map(|f| f.into_result())
-                .sum::<Result<u64, _>>()
-        })
-    });
+    group.bench_function("IoPool", |b| b.iter(|| batch(&pool)));
     drop(pool);
 
-    // The peers get one channel for the whole batch, their cheapest way to gather.
     let pool = rayon_pool();
     group.bench_function("rayon_spawn_channel", |b| {
         b.iter(|| {
-            let (sender, receiver) = channel();
-            for i in 0..BATCH {
-                let sender = sender.clone();
-                pool.spawn(move || sender.send(black_box(i)).expect("send"));
-            }
-            drop(sender);
-            receiver.iter().sum::<u64>()
+            batch_over_channel(|i, sender| {
+                pool.spawn(move || sender.send(black_box(i)).expect("send"))
+            })
         })
     });
     drop(pool);
@@ -129,13 +123,9 @@ fn gather(c: &mut Criterion) {
     let pool = threadpool::ThreadPool::new(WORKERS);
     group.bench_function("threadpool_channel", |b| {
         b.iter(|| {
-            let (sender, receiver) = channel();
-            for i in 0..BATCH {
-                let sender = sender.clone();
-                pool.execute(move || sender.send(black_box(i)).expect("send"));
-            }
-            drop(sender);
-            receiver.iter().sum::<u64>()
+            batch_over_channel(|i, sender| {
+                pool.execute(move || sender.send(black_box(i)).expect("send"))
+            })
         })
     });
     drop(pool);
