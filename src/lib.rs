@@ -87,6 +87,25 @@
 //! (the form that can cross into a worker process). [`InlineExecutor`] runs each task in the
 //! caller's thread, for tests and debugging.
 //!
+//! Two thread pools implement both: [`CpuPool`] runs CPU-bound closures on rayon (its own pool
+//! or the global one), and a task there may wait on another task of the same pool without a
+//! deadlock; [`IoPool`] runs blocking work on plain threads, started when no idle one can take
+//! a task (up to `max_workers`) and retired when idle. Their builders return a [`BuildError`]
+//! instead of panicking.
+//!
+//! ```
+//! use concurrent_futures::{CpuPool, Executor, IoPool};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let io = IoPool::builder().max_workers(8).build()?;
+//! let cpu = CpuPool::new(2);
+//! let text = io.submit(|| "3 4 5".to_owned()).into_result()?;
+//! let sum = cpu.submit(move || text.split(' ').map(|n| n.parse::<u32>()).sum::<Result<u32, _>>());
+//! assert_eq!(sum.into_result()??, 12);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Where this differs from CPython
 //!
 //! * A cancelled future counts as done for [`wait`] and [`as_completed`] at once (CPython
@@ -103,15 +122,22 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+mod build_error;
+mod cpu;
 mod error;
 mod executor;
 mod future;
+mod io;
+mod job;
 mod map;
 mod sync;
 mod wait;
 
+pub use build_error::BuildError;
+pub use cpu::{CpuPool, CpuPoolBuilder};
 pub use error::Error;
 pub use executor::{Executor, FnExecutor, InlineExecutor, Payload};
 pub use future::{Awaiting, Future, Promise, State};
+pub use io::{IoPool, IoPoolBuilder};
 pub use map::{Chunk, Map, MapUnordered, ParMapExt, TARGET_CHUNK_TIME};
 pub use wait::{AsCompleted, DoneAndNotDone, ReturnWhen, as_completed, wait};

@@ -44,10 +44,6 @@ std::thread_local! {
 /// Runs `f` with `helper` installed for this thread: every wait of this crate that blocks
 /// inside `f` runs the pool's other jobs meanwhile. This is how a CPU pool task that waits on
 /// another task of the same pool avoids deadlock, even on a pool of one thread.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "CpuPool installs it; lands with the pools")
-)]
 pub(crate) fn with_helper<R>(helper: Helper, f: impl FnOnce() -> R) -> R {
     struct Restore(Option<Helper>);
     impl Drop for Restore {

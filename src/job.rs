@@ -1,0 +1,239 @@
+//! What the thread pools share: a submitted closure with its promise, type-erased so that a
+//! pool can queue it ([`Task`]), and the first-in first-out queue that holds tasks until a
+//! worker takes them, counts what is unfinished and knows whether the pool was shut down
+//! ([`TaskQueue`]).
+//!
+//! The pools keep their own queue, rather than leaving the order to rayon or to a channel,
+//! because `shutdown(cancel_futures = true)` must find every task that has not started, and a
+//! queue it can drain is the cheapest place to find them.
+
+use std::fmt;
+
+use crossbeam_deque::{Injector, Steal};
+
+use crate::error::Error;
+use crate::future::{Future, Promise};
+use crate::sync::{Condvar, Mutex, lock};
+
+/// A submitted closure that can be run, cancelled or failed, once.
+pub(crate) trait Task: Send {
+    /// Runs it, unless its future was cancelled meanwhile.
+    fn run(self: Box<Self>);
+    /// Cancels its future; the closure is dropped unrun.
+    fn cancel(self: Box<Self>);
+    /// Finishes its future with `error`; the closure is dropped unrun.
+    fn fail(self: Box<Self>, error: Error);
+}
+
+/// A closure, the promise it completes, and a handle to the same future so that a shutdown can
+/// cancel it while it waits in a queue.
+struct Job<F, T> {
+    promise: Promise<T>,
+    future: Future<T>,
+    work: F,
+}
+
+impl<F, T> Task for Job<F, T>
+where
+    F: FnOnce() -> T + Send,
+    T: Send + Sync,
+{
+    fn run(self: Box<Self>) {
+        let Job {
+            promise,
+            future,
+            work,
+        } = *self;
+        // Give up our handle before the future completes, so that `into_result` on the
+        // submitter's handle finds it is the only one.
+        drop(future);
+        promise.run(work);
+    }
+
+    fn cancel(self: Box<Self>) {
+        self.future.cancel();
+    }
+
+    fn fail(self: Box<Self>, error: Error) {
+        let Job { mut promise, .. } = *self;
+        // Fails only when the future was cancelled meanwhile, which is as good.
+        let _ = promise.set_error(error);
+    }
+}
+
+/// Wraps `work` into a task and returns it with the future it will complete.
+pub(crate) fn task<F, T>(work: F) -> (Box<dyn Task>, Future<T>)
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + Sync + 'static,
+{
+    let (promise, future) = Promise::new();
+    let job = Job {
+        promise,
+        future: future.clone(),
+        work,
+    };
+    (Box::new(job), future)
+}
+
+/// A future already finished with `error`: what `submit` returns to a pool that is shut down
+/// or broken.
+pub(crate) fn failed<T>(error: Error) -> Future<T> {
+    let (mut promise, future) = Promise::new();
+    // A fresh promise is pending, so this cannot fail.
+    let _ = promise.set_error(error);
+    future
+}
+
+/// A FIFO queue of tasks with the two counts a shutdown needs: whether it happened, and how
+/// many accepted tasks are not finished yet.
+pub(crate) struct TaskQueue {
+    tasks: Injector<Box<dyn Task>>,
+    /// Bit 0: shut down. The rest: accepted tasks not yet run, cancelled or failed, times two.
+    /// One word, so that a submit that raced with a shutdown is either counted before the
+    /// shutdown looked (and waited for) or sees the flag and is refused, never half of each.
+    state: std::sync::atomic::AtomicUsize,
+    /// Wakes `wait_until_finished` callers; only touched once the queue is shut down.
+    finished_lock: Mutex<()>,
+    finished: Condvar,
+}
+
+std::thread_local! {
+    /// The queue whose task this thread is running (its address), 0 for none.
+    static RUNNING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+const SHUT_DOWN: usize = 1;
+const ONE_TASK: usize = 2;
+
+impl TaskQueue {
+    pub(crate) fn new() -> Self {
+        TaskQueue {
+            tasks: Injector::new(),
+            state: std::sync::atomic::AtomicUsize::new(0),
+            finished_lock: Mutex::new(()),
+            finished: Condvar::new(),
+        }
+    }
+
+    /// Queues `task`, or hands it back when the queue is shut down.
+    pub(crate) fn push(&self, task: Box<dyn Task>) -> Result<(), Box<dyn Task>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.state.fetch_add(ONE_TASK, SeqCst) & SHUT_DOWN != 0 {
+            self.finish_one();
+            return Err(task);
+        }
+        self.tasks.push(task);
+        Ok(())
+    }
+
+    /// Takes the oldest task, if any. The caller must call [`finish_one`](Self::finish_one)
+    /// once it has run, cancelled or failed it.
+    pub(crate) fn pop(&self) -> Option<Box<dyn Task>> {
+        loop {
+            match self.tasks.steal() {
+                Steal::Success(task) => return Some(task),
+                Steal::Empty => return None,
+                Steal::Retry => {}
+            }
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Runs the oldest task, if any; returns whether there was one.
+    pub(crate) fn run_one(&self) -> bool {
+        let Some(task) = self.pop() else {
+            return false;
+        };
+        self.run(task);
+        true
+    }
+
+    /// Runs a popped task, marking this thread as running one of this queue's tasks meanwhile.
+    pub(crate) fn run(&self, task: Box<dyn Task>) {
+        struct Restore(usize);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                RUNNING.with(|running| running.set(self.0));
+            }
+        }
+        let _restore = Restore(RUNNING.with(|running| running.replace(self.id())));
+        task.run();
+        self.finish_one();
+    }
+
+    fn id(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
+    /// Counts one popped task as done.
+    pub(crate) fn finish_one(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.state.fetch_sub(ONE_TASK, SeqCst) == ONE_TASK | SHUT_DOWN {
+            // Taking the lock orders this wake-up after a waiter's last look at the count.
+            let _guard = lock(&self.finished_lock);
+            self.finished.notify_all();
+        }
+    }
+
+    /// Refuses every later push, and with `cancel` cancels every queued task.
+    ///
+    /// A push that raced with this call and was counted first still queues its task after the
+    /// cancelling pass: it counts as submitted before the shutdown and runs.
+    pub(crate) fn shut_down(&self, cancel: bool) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.state.fetch_or(SHUT_DOWN, SeqCst);
+        if cancel {
+            while let Some(task) = self.pop() {
+                task.cancel();
+                self.finish_one();
+            }
+        }
+    }
+
+    pub(crate) fn is_shut_down(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.state.load(SeqCst) & SHUT_DOWN != 0
+    }
+
+    /// Fails every queued task with `error`.
+    pub(crate) fn fail_all(&self, error: &Error) {
+        while let Some(task) = self.pop() {
+            task.fail(error.clone());
+            self.finish_one();
+        }
+    }
+
+    /// Blocks until every accepted task is finished. Only meaningful after
+    /// [`shut_down`](Self::shut_down): before it, new tasks may keep coming.
+    ///
+    /// Returns at once when called from inside one of this queue's tasks, which would
+    /// otherwise wait for itself.
+    pub(crate) fn wait_until_finished(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if RUNNING.with(std::cell::Cell::get) == self.id() {
+            return;
+        }
+        let mut guard = lock(&self.finished_lock);
+        while self.state.load(SeqCst) >= ONE_TASK {
+            guard = self
+                .finished
+                .wait(guard)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+}
+
+impl fmt::Debug for TaskQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use std::sync::atomic::Ordering::SeqCst;
+        let state = self.state.load(SeqCst);
+        f.debug_struct("TaskQueue")
+            .field("shut_down", &(state & SHUT_DOWN != 0))
+            .field("unfinished", &(state / ONE_TASK))
+            .finish()
+    }
+}
