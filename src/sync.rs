@@ -55,6 +55,11 @@ pub(crate) fn with_helper<R>(helper: Helper, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// True on a thread with a [`Helper`] installed: its waits run jobs rather than spin.
+pub(crate) fn helping() -> bool {
+    HELPER.with(std::cell::Cell::get).is_some()
+}
+
 /// How long a helping wait sleeps when its pool has nothing to run: short, because new jobs
 /// may arrive, and a completion wakes it earlier anyway.
 const HELPER_NAP: std::time::Duration = std::time::Duration::from_micros(200);

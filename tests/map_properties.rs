@@ -1,5 +1,7 @@
 //! Properties of `map`, `map_unordered`, `as_completed` and `wait`, checked with proptest over
-//! random inputs, executors, chunk sizes, window sizes, delays and panics.
+//! random inputs (0–2000 items), executors (CpuPool and IoPool with 1–8 workers, the inline
+//! executor, a thread per task), chunk sizes (1–63), window sizes (1–63), per-item delays and
+//! panics.
 
 mod common;
 
@@ -12,7 +14,8 @@ use std::time::Duration;
 
 use common::*;
 use concurrent_futures::{
-    Error, Executor, Future, InlineExecutor, ParMapExt, Promise, ReturnWhen, as_completed, wait,
+    CpuPool, Error, Executor, Future, InlineExecutor, IoPool, ParMapExt, Promise, ReturnWhen,
+    as_completed, wait,
 };
 use proptest::prelude::*;
 
@@ -83,12 +86,19 @@ fn expected(items: &[Item]) -> Vec<Result<u64, Error>> {
 /// The executors under test, by number, so that proptest can pick one.
 #[derive(Clone, Copy, Debug)]
 enum Backend {
+    Cpu(usize),
+    Io(usize),
     Inline,
     ThreadPerTask,
 }
 
 fn backend() -> impl Strategy<Value = Backend> {
-    prop_oneof![Just(Backend::Inline), Just(Backend::ThreadPerTask)]
+    prop_oneof![
+        4 => (1..=8_usize).prop_map(Backend::Cpu),
+        4 => (1..=8_usize).prop_map(Backend::Io),
+        1 => Just(Backend::Inline),
+        1 => Just(Backend::ThreadPerTask),
+    ]
 }
 
 impl Backend {
@@ -96,6 +106,7 @@ impl Backend {
     /// those may still count their items afterwards.
     fn running_at_most(self, buffer: usize) -> usize {
         match self {
+            Backend::Cpu(workers) | Backend::Io(workers) => workers.min(buffer),
             // Runs each chunk inside `submit`: nothing is left running.
             Backend::Inline => 0,
             // Starts every submitted chunk at once.
@@ -108,6 +119,8 @@ impl Backend {
 fn with_executor<R>(backend: Backend, check: impl FnOnce(&dyn ErasedMap) -> R) -> R {
     quiet_intended_panics();
     match backend {
+        Backend::Cpu(workers) => check(&CpuPool::new(workers)),
+        Backend::Io(workers) => check(&IoPool::new(workers)),
         Backend::Inline => check(&InlineExecutor::new()),
         Backend::ThreadPerTask => check(&ThreadPerTask::default()),
     }
