@@ -44,6 +44,10 @@ std::thread_local! {
 /// Runs `f` with `helper` installed for this thread: every wait of this crate that blocks
 /// inside `f` runs the pool's other jobs meanwhile. This is how a CPU pool task that waits on
 /// another task of the same pool avoids deadlock, even on a pool of one thread.
+#[cfg_attr(
+    loom,
+    allow(dead_code, reason = "its only user, CpuPool, is not built under loom")
+)]
 pub(crate) fn with_helper<R>(helper: Helper, f: impl FnOnce() -> R) -> R {
     struct Restore(Option<Helper>);
     impl Drop for Restore {
