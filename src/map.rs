@@ -52,10 +52,12 @@ impl<T> Chunk<T> {
     }
 }
 
-/// How long an adaptive chunk should keep a worker busy: long enough that a task's overhead
-/// (about a microsecond on the thread pools) is a small fraction, short enough that the last
-/// chunks still spread over the workers.
-pub const TARGET_CHUNK_TIME: Duration = Duration::from_micros(100);
+/// How long an adaptive chunk should keep a worker busy: long enough that the per-chunk cost
+/// (a task, and a wake-up of the consumer: several microseconds on a busy machine) stays
+/// around 1 %, short enough that the last chunks still spread over the workers. Measured
+/// with `cargo bench --bench map`: at 100 µs, 10 µs items reached 1.88× the sequential speed
+/// on two workers; at 500 µs, 1.93×.
+pub const TARGET_CHUNK_TIME: Duration = Duration::from_micros(500);
 
 /// The largest adaptive chunk, and the most it may grow from one chunk to the next.
 const MAX_CHUNK: usize = 4096;
@@ -444,9 +446,9 @@ mod tests {
             );
         }
         assert_eq!(feed.adaptive_chunk, MAX_CHUNK);
-        feed.learn(10, Duration::from_millis(10));
+        feed.learn(10, TARGET_CHUNK_TIME * 100);
         assert_eq!(feed.adaptive_chunk, 1);
-        feed.learn(4, Duration::from_micros(100));
+        feed.learn(1, TARGET_CHUNK_TIME / 4);
         assert_eq!(feed.adaptive_chunk, 4);
     }
 }

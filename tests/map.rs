@@ -316,3 +316,62 @@ fn adaptive_chunking_keeps_order_and_errors_per_item() {
     }
     assert_eq!(got.iter().filter(|r| r.is_err()).count(), 20);
 }
+
+// 84 (gh-95166): on a busy one-worker pool, a map that times out cancels the future it was
+// waiting on as well as the rest, so neither item ever starts.
+#[test]
+fn map_timeout_cancels_the_waited_future_and_the_rest() {
+    use concurrent_futures::IoPool;
+    let pool = IoPool::new(1);
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let busy = pool.submit(move || released.recv_timeout(LONG).is_ok());
+    let ran = Arc::new(AtomicUsize::new(0));
+    let counter = ran.clone();
+    let mut iter = pool
+        .map(move |_: u8| counter.fetch_add(1, Ordering::SeqCst), [1, 2])
+        .chunksize(1)
+        .timeout(Duration::ZERO);
+    assert_eq!(iter.next(), Some(Err(Error::Timeout)));
+    assert_eq!(iter.next(), None);
+    release.send(()).unwrap();
+    assert_eq!(busy.result_timeout(LONG), Ok(&true));
+    pool.shutdown(true, false);
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn nested_par_map_on_a_one_thread_cpu_pool_finishes() {
+    use concurrent_futures::CpuPool;
+    let pool = Arc::new(CpuPool::new(1));
+    let inner = pool.clone();
+    let sums: Vec<u64> = (0..4_u64)
+        .par_map(&*pool, move |row| {
+            (0..100_u64)
+                .par_map(&*inner, move |x| row * x)
+                .map(Result::unwrap)
+                .sum()
+        })
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(sums, [0, 4950, 9900, 14850]);
+}
+
+#[test]
+fn shutting_the_pool_down_mid_map_fails_the_rest_and_loses_nothing() {
+    use concurrent_futures::CpuPool;
+    let pool = CpuPool::new(2);
+    let mut iter = pool.map(|x: u32| x, 0..1000).chunksize(10).buffersize(2);
+    let mut results: Vec<_> = iter.by_ref().take(5).collect();
+    pool.shutdown(true, false);
+    results.extend(iter);
+    assert_eq!(results.len(), 1000);
+    let ok = results.iter().take_while(|r| r.is_ok()).count();
+    assert!(ok >= 5);
+    assert!(
+        results[..ok]
+            .iter()
+            .enumerate()
+            .all(|(i, r)| *r == Ok(i as u32))
+    );
+    assert!(results[ok..].iter().all(|r| *r == Err(Error::Shutdown)));
+}
