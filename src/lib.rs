@@ -106,6 +106,35 @@
 //! # }
 //! ```
 //!
+//! # Parallel maps
+//!
+//! [`Executor::map`] and [`ParMapExt::par_map`] run a closure over any iterator on a pool and
+//! yield the results in input order ([`map_unordered`](Executor::map_unordered) and
+//! [`par_map_unordered`](ParMapExt::par_map_unordered): as they complete). They are lazy: the
+//! input is pulled on the consumer's thread (so it need not be `Send`), a chunk at a time, and
+//! at most [`buffersize`](Map::buffersize) chunks are in flight, so an endless input runs in
+//! constant memory. A panicking item fails only its own position.
+//!
+//! ```
+//! use concurrent_futures::{CpuPool, Error, ParMapExt};
+//! use std::time::Duration;
+//!
+//! # fn main() -> Result<(), Error> {
+//! let pool = CpuPool::new(2);
+//! let lengths: Vec<usize> = ["a", "bb", "ccc"]
+//!     .into_iter()
+//!     .par_map(&pool, str::len)
+//!     .timeout(Duration::from_secs(10))
+//!     .collect::<Result<_, _>>()?;
+//! assert_eq!(lengths, [1, 2, 3]);
+//!
+//! // An endless input, consumed as far as needed.
+//! let first: Vec<u64> = (0..).par_map(&pool, |x: u64| x * x).take(3).collect::<Result<_, _>>()?;
+//! assert_eq!(first, [0, 1, 4]);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Where this differs from CPython
 //!
 //! * A cancelled future counts as done for [`wait`] and [`as_completed`] at once (CPython
@@ -113,6 +142,8 @@
 //! * The [`as_completed`] timeout runs from the call, as CPython's docs say (CPython's code
 //!   measures it from the first `next()`).
 //! * Errors are values of one enum, [`Error`], not exceptions of several classes.
+//! * `map` pulls nothing before the first `next()`, goes on past failing items (CPython
+//!   main's rule), and chunks work for thread pools too.
 
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
