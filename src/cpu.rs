@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use crate::build_error::BuildError;
 use crate::executor::Executor;
 use crate::future::Future;
-use crate::job::{TaskQueue, failed, task};
+use crate::job::{TaskQueue, task};
 use crate::sync::{lock, with_helper};
 
 /// Runs closures on a rayon thread pool and hands back [`Future`]s: CPython's
@@ -125,7 +125,7 @@ impl Executor for CpuPool {
     {
         let (task, future) = task(f);
         if self.queue.push(task).is_err() {
-            return failed(crate::Error::Shutdown);
+            return Future::with_error(crate::Error::Shutdown);
         }
         let queue = Arc::clone(&self.queue);
         let job = move || {

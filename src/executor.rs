@@ -203,13 +203,11 @@ impl Executor for InlineExecutor {
         F: FnOnce() -> T + Send + 'static,
         T: Send + Sync + 'static,
     {
-        let (mut promise, future) = Promise::new();
         if self.shut_down.load(Ordering::Acquire) {
-            // A fresh promise is pending, so this cannot fail.
-            let _ = promise.set_error(crate::Error::Shutdown);
-        } else {
-            promise.run(f);
+            return Future::with_error(crate::Error::Shutdown);
         }
+        let (promise, future) = Promise::new();
+        promise.run(f);
         future
     }
 

@@ -445,6 +445,15 @@ impl<T> Future<T> {
         run_callback(self, Box::new(f));
     }
 
+    /// A future already finished with `error`: what `submit` returns when an executor is
+    /// shut down or broken.
+    pub(crate) fn with_error(error: Error) -> Self {
+        let (mut promise, future) = Promise::new();
+        // A fresh promise is pending, so this cannot fail.
+        let _ = promise.set_error(error);
+        future
+    }
+
     /// Blocks until the completion is over (callbacks included) or `deadline` passes; true if
     /// it is over, so that [`into_result`](Self::into_result) will not block.
     pub(crate) fn wait_settled(&self, deadline: Option<Instant>) -> bool {

@@ -76,15 +76,6 @@ where
     (Box::new(job), future)
 }
 
-/// A future already finished with `error`: what `submit` returns to a pool that is shut down
-/// or broken.
-pub(crate) fn failed<T>(error: Error) -> Future<T> {
-    let (mut promise, future) = Promise::new();
-    // A fresh promise is pending, so this cannot fail.
-    let _ = promise.set_error(error);
-    future
-}
-
 /// A FIFO queue of tasks with the two counts a shutdown needs: whether it happened, and how
 /// many accepted tasks are not finished yet.
 pub(crate) struct TaskQueue {

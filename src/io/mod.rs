@@ -10,7 +10,7 @@ use crate::build_error::BuildError;
 use crate::error::Error;
 use crate::executor::Executor;
 use crate::future::Future;
-use crate::job::{failed, task};
+use crate::job::task;
 
 mod worker;
 
@@ -90,14 +90,14 @@ impl Executor for IoPool {
         T: Send + Sync + 'static,
     {
         if let Some(error) = self.shared.broken() {
-            return failed(error);
+            return Future::with_error(error);
         }
         let (task, future) = task(move || {
             let _idle = AnnounceIdle;
             f()
         });
         if self.shared.queue.push(task).is_err() {
-            return failed(Error::Shutdown);
+            return Future::with_error(Error::Shutdown);
         }
         // An initializer may have failed while we queued: do not leave the task behind.
         self.shared.fail_queued();
