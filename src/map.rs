@@ -38,13 +38,20 @@ pub struct Chunk<T> {
 }
 
 impl<T> Chunk<T> {
-    /// Maps each item with `f`, catching a panic per item.
+    /// Maps each item with `f`; a panic fails its own item and the rest still run.
     pub fn run<A>(f: impl Fn(A) -> T, items: Vec<A>) -> Self {
         let start = Instant::now();
-        let results = items
-            .into_iter()
-            .map(|item| catch_unwind(AssertUnwindSafe(|| f(item))).map_err(Error::from_panic))
-            .collect();
+        let mut results = Vec::with_capacity(items.len());
+        let mut items = items.into_iter();
+        // One `catch_unwind` for the whole chunk rather than one per item, which would keep
+        // `f` from being inlined into the loop; after a panic, go on from the next item.
+        while let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
+            for item in items.by_ref() {
+                results.push(Ok(f(item)));
+            }
+        })) {
+            results.push(Err(Error::from_panic(payload)));
+        }
         Chunk {
             results,
             busy: start.elapsed(),
