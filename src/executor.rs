@@ -10,9 +10,12 @@ use crate::future::{Future, Promise};
 
 /// A value that can cross a process boundary: an argument or result of
 /// [`FnExecutor::submit_fn`]. Implemented for every type that fits.
-pub trait Payload: Serialize + DeserializeOwned + Send + 'static {}
+///
+/// `Sync` because a result is completed on a pool thread while the caller's [`Future`] reads
+/// it: a `Future<T>` is shared state, `Send` only when `T` is `Send + Sync`.
+pub trait Payload: Serialize + DeserializeOwned + Send + Sync + 'static {}
 
-impl<T: Serialize + DeserializeOwned + Send + 'static> Payload for T {}
+impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Payload for T {}
 
 /// Runs closures and hands back [`Future`]s: the thread backends (`CpuPool`, `IoPool`) and
 /// [`InlineExecutor`].

@@ -87,6 +87,11 @@
 //! (the form that can cross into a worker process). [`InlineExecutor`] runs each task in the
 //! caller's thread, for tests and debugging.
 //!
+//! [`ProcessPool`] runs plain functions in pre-forked worker processes, for isolation: a task
+//! that panics, aborts or segfaults fails its own future and nothing else. Call
+//! [`process::init`] at the top of `main` so that workers are forked from a single-threaded
+//! fork server; the [`process`] module docs tell the rest.
+//!
 //! # Where this differs from CPython
 //!
 //! * A cancelled future counts as done for [`wait`] and [`as_completed`] at once (CPython
@@ -101,10 +106,12 @@
 mod error;
 mod executor;
 mod future;
+pub mod process;
 mod sync;
 mod wait;
 
 pub use error::Error;
 pub use executor::{Executor, FnExecutor, InlineExecutor, Payload};
 pub use future::{Awaiting, Future, Promise, State};
+pub use process::ProcessPool;
 pub use wait::{AsCompleted, DoneAndNotDone, ReturnWhen, as_completed, wait};
