@@ -567,25 +567,29 @@ impl Manager {
             pid,
             status: status_text.clone(),
         };
-        if let Some(head) = tasks.pop_front() {
-            let error = match worker.killed {
-                Some(Killed::Timeout) => Error::TaskTimeout,
-                _ => died.clone(),
-            };
-            head.slot.finish(Err(error));
-        }
-        let unexpected = worker.killed.is_none() && !(worker.retiring && clean_exit);
+        let head = tasks.pop_front();
         if worker.killed == Some(Killed::Stopped) {
             for task in tasks {
                 task.slot.finish(Err(died.clone()));
             }
-            return;
-        }
-        self.requeue(tasks);
-        if unexpected && self.config.on_worker_death == OnWorkerDeath::BreakPool {
-            self.break_pool(format!("worker process {pid} {status_text}"));
         } else {
-            self.top_up();
+            // Never started: they run on another worker, or get `Broken` with the rest.
+            self.requeue(tasks);
+            let unexpected = worker.killed.is_none() && !(worker.retiring && clean_exit);
+            if unexpected && self.config.on_worker_death == OnWorkerDeath::BreakPool {
+                // Before the head hears of it, so that whoever sees its `WorkerDied` already
+                // finds the pool broken.
+                self.break_pool(format!("worker process {pid} died: {status_text}"));
+            } else {
+                self.top_up();
+            }
+        }
+        if let Some(head) = head {
+            let error = match worker.killed {
+                Some(Killed::Timeout) => Error::TaskTimeout,
+                _ => died,
+            };
+            head.slot.finish(Err(error));
         }
     }
 
