@@ -139,7 +139,10 @@ fn argument_that_fails_to_deserialize_in_the_child_fails_only_its_future() {
     let pool = ProcessPool::new(1).unwrap();
     let before = worker_pid(&pool);
     let message = serialization_message(pool.submit(takes_fail_de, FailDe).result_timeout(BOUND));
-    assert!(message.contains("worker could not deserialize the argument"), "{message}");
+    assert!(
+        message.contains("worker could not deserialize the argument"),
+        "{message}"
+    );
     // Better than CPython, which breaks the pool here: the same worker goes on.
     assert_eq!(worker_pid(&pool), before);
 }
@@ -149,7 +152,10 @@ fn result_that_fails_to_serialize_in_the_child_fails_only_its_future() {
     let pool = ProcessPool::new(1).unwrap();
     let before = worker_pid(&pool);
     let message = serialization_message(pool.submit(makes_fail_ser, ()).result_timeout(BOUND));
-    assert!(message.contains("worker could not serialize the result"), "{message}");
+    assert!(
+        message.contains("worker could not serialize the result"),
+        "{message}"
+    );
     assert_eq!(worker_pid(&pool), before);
 }
 
@@ -158,7 +164,10 @@ fn result_that_fails_to_deserialize_in_the_parent_fails_only_its_future() {
     let pool = ProcessPool::new(1).unwrap();
     let before = worker_pid(&pool);
     let message = serialization_message(pool.submit(makes_fail_de, ()).result_timeout(BOUND));
-    assert!(message.contains("could not deserialize the result"), "{message}");
+    assert!(
+        message.contains("could not deserialize the result"),
+        "{message}"
+    );
     assert_eq!(worker_pid(&pool), before);
 }
 
@@ -258,7 +267,10 @@ fn with_break_pool_an_idle_worker_killed_from_outside_breaks_the_pool() {
 fn wait_until_gone(pid: u32) {
     let deadline = std::time::Instant::now() + BOUND;
     while !gone(pid) {
-        assert!(std::time::Instant::now() < deadline, "{pid} never went away");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pid} never went away"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
 }
@@ -314,10 +326,7 @@ fn shutdown_while_a_task_crashes_returns_and_fails_that_task() {
         pool.shutdown(true, false);
         died(crash.result_timeout(BOUND));
         assert!(fine.done());
-        assert!(matches!(
-            fine.result(),
-            Ok(&10) | Err(Error::Broken { .. })
-        ));
+        assert!(matches!(fine.result(), Ok(&10) | Err(Error::Broken { .. })));
     }
 }
 
@@ -357,7 +366,9 @@ fn a_failing_initializer_breaks_the_pool() {
         .unwrap();
     let future = pool.submit(double, 1);
     match future.result_timeout(BOUND) {
-        Err(Error::Broken { reason }) => assert!(reason.contains("initializer says no"), "{reason}"),
+        Err(Error::Broken { reason }) => {
+            assert!(reason.contains("initializer says no"), "{reason}")
+        }
         other => panic!("expected Broken, got {other:?}"),
     }
     assert!(is_broken(pool.submit(double, 1).result_timeout(BOUND)));
@@ -427,14 +438,23 @@ fn fork_children_fail_like_workers() {
         .task_timeout(Duration::from_millis(300))
         .build()
         .unwrap();
-    match pool.fork(|| -> u8 { panic!("closure panics") }).result_timeout(BOUND) {
+    match pool
+        .fork(|| -> u8 { panic!("closure panics") })
+        .result_timeout(BOUND)
+    {
         Err(Error::Panicked { message }) => assert!(message.starts_with("closure panics")),
         other => panic!("expected Panicked, got {other:?}"),
     }
-    let (_, status) = died(pool.fork(|| -> u8 { std::process::abort() }).result_timeout(BOUND));
+    let (_, status) = died(
+        pool.fork(|| -> u8 { std::process::abort() })
+            .result_timeout(BOUND),
+    );
     assert!(status.contains("signal 6"), "{status}");
     let message = serialization_message(pool.fork(|| FailSer).result_timeout(BOUND));
-    assert!(message.contains("could not serialize the result"), "{message}");
+    assert!(
+        message.contains("could not serialize the result"),
+        "{message}"
+    );
     let slow = pool.fork(|| nap(60_000));
     assert_eq!(slow.result_timeout(BOUND), Err(Error::TaskTimeout));
 }

@@ -1,5 +1,5 @@
-//! The process pool's normal behaviour: results, worker reuse and replacement, rayon inside a
-//! task, `fork`, shutdown and cleanup. Faults are in `process_faults.rs`.
+//! The process pool's normal behaviour: results, worker reuse and replacement, the initializer,
+//! `fork`, shutdown and cleanup. Faults are in `process_faults.rs`, rayon in `process_rayon.rs`.
 
 mod common;
 
@@ -46,7 +46,9 @@ fn runs_in_other_processes_and_reuses_them() {
 #[test]
 fn works_through_fn_executor() {
     fn total<E: FnExecutor>(executor: &E) -> u64 {
-        (1..=4).map(|x| executor.submit_fn(square, x).into_result().unwrap()).sum()
+        (1..=4)
+            .map(|x| executor.submit_fn(square, x).into_result().unwrap())
+            .sum()
     }
     assert_eq!(total(&ProcessPool::new(1).unwrap()), 30);
 }
@@ -85,23 +87,6 @@ fn the_same_pid_runs_max_tasks_per_child_tasks_then_a_new_one_takes_over() {
     assert_ne!(pids[5], pids[6]);
     drop(pool);
     assert!(pids.iter().all(|&pid| gone(pid)), "{pids:?}");
-}
-
-#[test]
-fn rayon_par_iter_inside_a_task_finishes() {
-    fn parallel_sum(n: u64) -> u64 {
-        use rayon::prelude::*;
-        // Make the parent's global pool exist too: a fork that inherited it would hang here.
-        (0..n).into_par_iter().map(|x| x * 2).sum()
-    }
-    use rayon::prelude::*;
-    let warm: u64 = (0..1000_u64).into_par_iter().sum();
-    assert_eq!(warm, 499_500);
-    let pool = ProcessPool::new(2).unwrap();
-    let futures: Vec<_> = (0..4).map(|_| pool.submit(parallel_sum, 100_000)).collect();
-    for future in futures {
-        assert_eq!(future.result_timeout(BOUND), Ok(&9_999_900_000));
-    }
 }
 
 static INITIALIZED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

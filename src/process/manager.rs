@@ -342,26 +342,15 @@ impl Manager {
             std::thread::sleep(Duration::from_millis(10));
             return;
         }
-        if fds[0].revents != 0 {
-            let mut drain = [0; 256];
-            while matches!(sys::read(&self.wake, &mut drain), Ok(n) if n > 0) {}
-        }
-        if fds[1].revents != 0 {
-            self.read_server();
-        }
-        // Workers may be removed while handling, so handle by token, not by position.
-        let ready: Vec<u64> = self
+        // Read the readiness before handling anything: handling removes workers and so
+        // would shift positions. Workers are then found again by token, forks by pid.
+        let workers_ready: Vec<u64> = self
             .workers
             .iter()
             .zip(fds[2..].chunks(2))
             .filter(|(_, pair)| pair[0].revents != 0)
             .map(|(worker, _)| worker.token)
             .collect();
-        for token in ready {
-            if let Some(index) = self.position(token) {
-                self.read_results(index);
-            }
-        }
         let forks_ready: Vec<i32> = self
             .forks
             .iter()
@@ -369,6 +358,18 @@ impl Manager {
             .filter(|(_, fd)| fd.revents != 0)
             .map(|(job, _)| job.pid)
             .collect();
+        if fds[0].revents != 0 {
+            let mut drain = [0; 256];
+            while matches!(sys::read(&self.wake, &mut drain), Ok(n) if n > 0) {}
+        }
+        for token in workers_ready {
+            if let Some(index) = self.position(token) {
+                self.read_results(index);
+            }
+        }
+        if fds[1].revents != 0 {
+            self.read_server();
+        }
         for pid in forks_ready {
             self.finish_fork(pid);
         }

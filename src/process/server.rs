@@ -46,7 +46,9 @@ static SERVER: Mutex<Option<OwnedFd>> = Mutex::new(None);
 
 /// Starts the fork server if it is not running yet.
 pub(super) fn start() -> io::Result<()> {
-    let mut server = SERVER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut server = SERVER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if server.is_some() {
         return Ok(());
     }
@@ -78,8 +80,12 @@ pub(super) fn start() -> io::Result<()> {
 /// Opens a new channel to the server for one pool, starting the server if needed.
 pub(super) fn connect() -> io::Result<OwnedFd> {
     start()?;
-    let server = SERVER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let main = server.as_ref().ok_or_else(|| io::Error::other("no fork server"))?;
+    let server = SERVER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let main = server
+        .as_ref()
+        .ok_or_else(|| io::Error::other("no fork server"))?;
     let (ours, theirs) = sys::seqpacket_pair()?;
     let hello = Control {
         tag: CONNECT,
@@ -280,5 +286,4 @@ impl Server {
         }
         sys::exit_now(0)
     }
-
 }

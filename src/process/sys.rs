@@ -195,8 +195,7 @@ pub(super) fn recv_with_fds(
     unsafe {
         let mut header = libc::CMSG_FIRSTHDR(&msg);
         while !header.is_null() {
-            if (*header).cmsg_level == libc::SOL_SOCKET && (*header).cmsg_type == libc::SCM_RIGHTS
-            {
+            if (*header).cmsg_level == libc::SOL_SOCKET && (*header).cmsg_type == libc::SCM_RIGHTS {
                 let data = libc::CMSG_DATA(header).cast::<RawFd>();
                 let bytes = (*header).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
                 for i in 0..bytes / std::mem::size_of::<RawFd>() {
@@ -355,7 +354,9 @@ pub(super) fn describe_status(status: i32) -> String {
             if text.is_null() {
                 String::from("unknown signal")
             } else {
-                std::ffi::CStr::from_ptr(text).to_string_lossy().into_owned()
+                std::ffi::CStr::from_ptr(text)
+                    .to_string_lossy()
+                    .into_owned()
             }
         };
         format!("killed by signal {signal} ({name})")

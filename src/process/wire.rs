@@ -176,9 +176,7 @@ pub(super) fn reply_frame(id: u64, reply: &Reply) -> Vec<u8> {
     let (kind, body): (u8, &[u8]) = match reply {
         Reply::Value(bytes) => (KIND_VALUE, bytes),
         Reply::Failed(Failure::Panicked(message)) => (KIND_PANICKED, message.as_bytes()),
-        Reply::Failed(Failure::Serialization(message)) => {
-            (KIND_SERIALIZATION, message.as_bytes())
-        }
+        Reply::Failed(Failure::Serialization(message)) => (KIND_SERIALIZATION, message.as_bytes()),
         Reply::InitFailed(message) => (KIND_INIT_FAILED, message.as_bytes()),
     };
     // A reply larger than 4 GiB cannot be framed: send the failure instead, which is short.

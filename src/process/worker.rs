@@ -63,8 +63,7 @@ pub(super) fn run(request: OwnedFd, result: OwnedFd, initializer: usize, server:
         };
         // SAFETY: the parent wrote this address from `wire::trampoline::<A, R>` cast to a
         // `Trampoline` (`Task::new`), in the program this process is a fork of.
-        let trampoline =
-            unsafe { std::mem::transmute::<usize, Trampoline>(request.trampoline) };
+        let trampoline = unsafe { std::mem::transmute::<usize, Trampoline>(request.trampoline) };
         let pool = rayon.get_or_insert_with(|| {
             rayon::ThreadPoolBuilder::new()
                 .use_current_thread()
