@@ -187,7 +187,8 @@ fn a_panicking_task_gives_its_message_and_the_worker_goes_on() {
 #[test]
 fn exit_abort_and_segfault_fail_their_task_and_a_new_worker_takes_over() {
     let pool = ProcessPool::new(2).unwrap();
-    let crashes: [(fn(()) -> u8, &str); 3] = [
+    type Crash = fn(()) -> u8;
+    let crashes: [(Crash, &str); 3] = [
         (exits, "exited with code 3"),
         (aborts, "signal 6"),
         (segfaults, "signal 11"),

@@ -122,7 +122,7 @@ fn fork_runs_a_capturing_closure_in_a_fresh_child() {
     let (joined, child) = future.result_timeout(BOUND).unwrap().clone();
     assert_eq!(joined, "a+b");
     assert_ne!(child, std::process::id());
-    let other = pool.fork(|| std::process::id());
+    let other = pool.fork(std::process::id);
     assert_ne!(*other.result_timeout(BOUND).unwrap(), child);
     drop(pool);
     assert!(gone(child));

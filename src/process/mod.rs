@@ -34,8 +34,7 @@
 //!
 //! # Examples
 //!
-//! ```no_run
-//! // `no_run`: rustdoc may run examples on threads of a shared harness, and this one forks.
+//! ```
 //! use concurrent_futures::{Error, ProcessPool, process};
 //!
 //! fn square(x: u64) -> u64 {
@@ -115,6 +114,32 @@ pub enum OnWorkerDeath {
 }
 
 /// Configures a [`ProcessPool`]; made by [`ProcessPool::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use concurrent_futures::process::{self, OnWorkerDeath};
+/// use concurrent_futures::{Error, ProcessPool};
+///
+/// fn stuck(_: ()) -> u8 {
+///     loop {
+///         std::thread::sleep(Duration::from_secs(1));
+///     }
+/// }
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     process::init()?;
+///     let pool = ProcessPool::builder()
+///         .max_workers(2)
+///         .max_tasks_per_child(100)
+///         .task_timeout(Duration::from_millis(200))
+///         .on_worker_death(OnWorkerDeath::Respawn)
+///         .build()?;
+///     assert_eq!(pool.submit(stuck, ()).into_result(), Err(Error::TaskTimeout));
+///     Ok(())
+/// }
+/// ```
 #[derive(Clone, Debug)]
 pub struct ProcessPoolBuilder {
     max_workers: Option<usize>,
@@ -321,6 +346,23 @@ impl ProcessPool {
     /// resets its allocator, so allocating is fine). The closure must not wait on such locks
     /// or threads: stdout while another thread prints, your own mutexes, rayon's global pool.
     /// Give it a [`task_timeout`](ProcessPoolBuilder::task_timeout) if in doubt.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ProcessPool, process};
+    ///
+    /// fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     process::init()?;
+    ///     let pool = ProcessPool::new(1)?;
+    ///     let words = vec!["isolated", "child"];
+    ///     let joined = pool.fork(|| words.join(" ")); // borrows `words`: the child has a copy
+    ///     assert_eq!(joined.into_result()?, "isolated child");
+    ///     let crash = pool.fork(|| -> u8 { std::process::abort() });
+    ///     assert!(matches!(crash.into_result(), Err(Error::WorkerDied { .. })));
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn fork<F, R>(&self, f: F) -> Future<R>
     where
         F: FnOnce() -> R,

@@ -41,8 +41,8 @@ pub(super) const SPAWN_FAILED: u8 = 5;
 /// Server → parent: `a`: pid, `b`: raw wait status.
 pub(super) const EXITED: u8 = 6;
 
-/// The program's end of the server's `main` channel, once the server runs.
-static SERVER: Mutex<Option<OwnedFd>> = Mutex::new(None);
+/// The program's end of the server's `main` channel and the server's pid, once it runs.
+static SERVER: Mutex<Option<(OwnedFd, i32)>> = Mutex::new(None);
 
 /// Starts the fork server if it is not running yet.
 pub(super) fn start() -> io::Result<()> {
@@ -70,8 +70,12 @@ pub(super) fn start() -> io::Result<()> {
             drop(server);
             serve(theirs, die_with)
         }
-        Forked::Parent(_) => {
-            *server = Some(ours);
+        Forked::Parent(pid) => {
+            *server = Some((ours, pid));
+            // SAFETY: `stop` is an `extern "C" fn()` that stays valid for the life of the
+            // program, as atexit requires. A failed registration (no memory) only means the
+            // server is reaped by init instead.
+            unsafe { libc::atexit(stop) };
             Ok(())
         }
     }
@@ -83,7 +87,7 @@ pub(super) fn connect() -> io::Result<OwnedFd> {
     let server = SERVER
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let main = server
+    let (main, _) = server
         .as_ref()
         .ok_or_else(|| io::Error::other("no fork server"))?;
     let (ours, theirs) = sys::seqpacket_pair()?;
@@ -94,6 +98,29 @@ pub(super) fn connect() -> io::Result<OwnedFd> {
     };
     sys::send_with_fds(main, &hello.encode(), &[theirs.as_raw_fd()])?;
     Ok(ours)
+}
+
+/// Runs at exit: closes `main` so that the server kills and reaps its workers and exits, then
+/// reaps the server, so that a program leaves no zombie behind (init would reap it, but only
+/// after the program is gone). Bounded: a server that has not gone after a second (another
+/// process still holds `main`, like a `fork` child that outlives the program) is killed; its
+/// workers then die with it (`PR_SET_PDEATHSIG`).
+extern "C" fn stop() {
+    // `try_lock`: a thread that held the lock when another thread called `exit` will never
+    // release it, and exit must not hang on it.
+    let taken = SERVER.try_lock().ok().and_then(|mut server| server.take());
+    let Some((main, pid)) = taken else {
+        return;
+    };
+    drop(main);
+    let exited = sys::pidfd_open(pid).is_ok_and(|pidfd| {
+        let mut fds = [sys::pollfd(pidfd.as_raw_fd(), libc::POLLIN)];
+        sys::poll(&mut fds, 1000).is_ok_and(|ready| ready > 0)
+    });
+    if !exited {
+        sys::kill(pid, libc::SIGKILL);
+    }
+    sys::reap(pid, true);
 }
 
 /// The server's state: its channels and the workers it has not reaped yet.
