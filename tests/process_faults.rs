@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{BOUND, gone};
 use concurrent_futures::process::OnWorkerDeath;
-use concurrent_futures::{Error, ProcessPool, State};
+use concurrent_futures::{Error, Payload, ProcessPool, State};
 use serde::de::Error as _;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -120,55 +120,64 @@ fn is_broken<T>(outcome: Result<&T, Error>) -> bool {
     matches!(outcome, Err(Error::Broken { .. }))
 }
 
+/// A one-worker pool that breaks when its worker dies, as CPython's does.
+fn breaking_pool() -> ProcessPool {
+    let builder = ProcessPool::builder().max_workers(1);
+    builder
+        .on_worker_death(OnWorkerDeath::BreakPool)
+        .build()
+        .unwrap()
+}
+
+/// A one-worker pool that kills tasks (and `fork` children) after 300 ms.
+fn timed_pool() -> ProcessPool {
+    let builder = ProcessPool::builder().max_workers(1);
+    builder
+        .task_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap()
+}
+
 /// The worker's pid on a one-worker pool, checking on the way that the pool works.
 fn worker_pid(pool: &ProcessPool) -> u32 {
     *pool.submit(pid, ()).result_timeout(BOUND).unwrap()
 }
 
-#[test]
-fn argument_that_fails_to_serialize_in_the_parent_fails_only_its_future() {
+/// Runs a task whose argument or result cannot cross, and checks that only its future fails,
+/// with a message saying what went wrong, and that the same worker goes on.
+fn serialization_fails_only_its_future<A: Payload, R: Payload + std::fmt::Debug>(
+    f: fn(A) -> R,
+    arg: A,
+    expected: &str,
+) {
     let pool = ProcessPool::new(1).unwrap();
     let before = worker_pid(&pool);
-    let message = serialization_message(pool.submit(takes_fail_ser, FailSer).result_timeout(BOUND));
-    assert!(message.contains("serialize the argument"), "{message}");
+    let message = serialization_message(pool.submit(f, arg).result_timeout(BOUND));
+    assert!(message.contains(expected), "{message}");
     assert_eq!(worker_pid(&pool), before);
+}
+
+#[test]
+fn argument_that_fails_to_serialize_in_the_parent_fails_only_its_future() {
+    serialization_fails_only_its_future(takes_fail_ser, FailSer, "serialize the argument");
 }
 
 #[test]
 fn argument_that_fails_to_deserialize_in_the_child_fails_only_its_future() {
-    let pool = ProcessPool::new(1).unwrap();
-    let before = worker_pid(&pool);
-    let message = serialization_message(pool.submit(takes_fail_de, FailDe).result_timeout(BOUND));
-    assert!(
-        message.contains("worker could not deserialize the argument"),
-        "{message}"
-    );
-    // Better than CPython, which breaks the pool here: the same worker goes on.
-    assert_eq!(worker_pid(&pool), before);
+    // Better than CPython, which breaks the pool here.
+    let expected = "worker could not deserialize the argument";
+    serialization_fails_only_its_future(takes_fail_de, FailDe, expected);
 }
 
 #[test]
 fn result_that_fails_to_serialize_in_the_child_fails_only_its_future() {
-    let pool = ProcessPool::new(1).unwrap();
-    let before = worker_pid(&pool);
-    let message = serialization_message(pool.submit(makes_fail_ser, ()).result_timeout(BOUND));
-    assert!(
-        message.contains("worker could not serialize the result"),
-        "{message}"
-    );
-    assert_eq!(worker_pid(&pool), before);
+    let expected = "worker could not serialize the result";
+    serialization_fails_only_its_future(makes_fail_ser, (), expected);
 }
 
 #[test]
 fn result_that_fails_to_deserialize_in_the_parent_fails_only_its_future() {
-    let pool = ProcessPool::new(1).unwrap();
-    let before = worker_pid(&pool);
-    let message = serialization_message(pool.submit(makes_fail_de, ()).result_timeout(BOUND));
-    assert!(
-        message.contains("could not deserialize the result"),
-        "{message}"
-    );
-    assert_eq!(worker_pid(&pool), before);
+    serialization_fails_only_its_future(makes_fail_de, (), "could not deserialize the result");
 }
 
 #[test]
@@ -208,11 +217,7 @@ fn exit_abort_and_segfault_fail_their_task_and_a_new_worker_takes_over() {
 
 #[test]
 fn with_break_pool_a_crash_breaks_every_pending_future_and_later_submits() {
-    let pool = ProcessPool::builder()
-        .max_workers(1)
-        .on_worker_death(OnWorkerDeath::BreakPool)
-        .build()
-        .unwrap();
+    let pool = breaking_pool();
     let crash = pool.submit(aborts_later, 100);
     let pending: Vec<_> = (0..5).map(|x| pool.submit(double, x)).collect();
     let (_, status) = died(crash.result_timeout(BOUND));
@@ -248,11 +253,7 @@ fn an_idle_worker_killed_from_outside_is_replaced() {
 
 #[test]
 fn with_break_pool_an_idle_worker_killed_from_outside_breaks_the_pool() {
-    let pool = ProcessPool::builder()
-        .max_workers(1)
-        .on_worker_death(OnWorkerDeath::BreakPool)
-        .build()
-        .unwrap();
+    let pool = breaking_pool();
     let victim = worker_pid(&pool);
     // SAFETY: as above.
     unsafe { libc::kill(victim as i32, libc::SIGKILL) };
@@ -300,11 +301,7 @@ fn a_worker_dying_with_16_mb_in_flight_does_not_deadlock() {
 
 #[test]
 fn a_task_past_its_time_limit_is_killed_and_the_pool_goes_on() {
-    let pool = ProcessPool::builder()
-        .max_workers(1)
-        .task_timeout(Duration::from_millis(300))
-        .build()
-        .unwrap();
+    let pool = timed_pool();
     let before = worker_pid(&pool);
     let slow = pool.submit(nap, 60_000);
     let next = pool.submit(double, 21);
@@ -422,11 +419,7 @@ fn terminate_and_kill_workers_on_idle_dead_and_never_started_pools_do_not_hang()
     pool.kill_workers();
     pool.terminate_workers();
     // Broken.
-    let pool = ProcessPool::builder()
-        .max_workers(1)
-        .on_worker_death(OnWorkerDeath::BreakPool)
-        .build()
-        .unwrap();
+    let pool = breaking_pool();
     died(pool.submit(aborts, ()).result_timeout(BOUND));
     pool.kill_workers();
     assert!(is_broken(pool.submit(double, 1).result_timeout(BOUND)));
@@ -434,11 +427,7 @@ fn terminate_and_kill_workers_on_idle_dead_and_never_started_pools_do_not_hang()
 
 #[test]
 fn fork_children_fail_like_workers() {
-    let pool = ProcessPool::builder()
-        .max_workers(1)
-        .task_timeout(Duration::from_millis(300))
-        .build()
-        .unwrap();
+    let pool = timed_pool();
     match pool
         .fork(|| -> u8 { panic!("closure panics") })
         .result_timeout(BOUND)

@@ -17,6 +17,16 @@ fn pid(_: ()) -> u32 {
     std::process::id()
 }
 
+/// Submits `n` tasks that report their worker's pid, all at once, and collects the pids in
+/// submission order.
+fn pids_of(pool: &ProcessPool, n: usize) -> Vec<u32> {
+    let futures: Vec<_> = (0..n).map(|_| pool.submit(pid, ())).collect();
+    futures
+        .iter()
+        .map(|future| *future.result_timeout(BOUND).unwrap())
+        .collect()
+}
+
 fn concat(parts: (String, Vec<u8>)) -> String {
     format!("{}{}", parts.0, String::from_utf8_lossy(&parts.1))
 }
@@ -35,10 +45,7 @@ fn results_come_back() {
 #[test]
 fn runs_in_other_processes_and_reuses_them() {
     let pool = ProcessPool::new(2).unwrap();
-    let pids: BTreeSet<u32> = (0..20)
-        .map(|_| pool.submit(pid, ()))
-        .map(|future| *future.result_timeout(BOUND).unwrap())
-        .collect();
+    let pids: BTreeSet<u32> = pids_of(&pool, 20).into_iter().collect();
     assert!(!pids.contains(&std::process::id()));
     assert!(!pids.is_empty() && pids.len() <= 2, "{pids:?}");
 }
@@ -74,12 +81,7 @@ fn the_same_pid_runs_max_tasks_per_child_tasks_then_a_new_one_takes_over() {
         .max_tasks_per_child(3)
         .build()
         .unwrap();
-    let pids: Vec<u32> = (0..7)
-        .map(|_| pool.submit(pid, ()))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|future| *future.result_timeout(BOUND).unwrap())
-        .collect();
+    let pids = pids_of(&pool, 7);
     assert_eq!(pids[0], pids[1]);
     assert_eq!(pids[1], pids[2]);
     assert_ne!(pids[2], pids[3]);
@@ -131,12 +133,7 @@ fn fork_runs_a_capturing_closure_in_a_fresh_child() {
 #[test]
 fn shutdown_refuses_new_work_and_drop_leaves_no_process_behind() {
     let pool = ProcessPool::new(2).unwrap();
-    let pids: BTreeSet<u32> = (0..10)
-        .map(|_| pool.submit(pid, ()))
-        .collect::<Vec<_>>()
-        .iter()
-        .map(|future| *future.result_timeout(BOUND).unwrap())
-        .collect();
+    let pids = pids_of(&pool, 10);
     pool.shutdown(true, false);
     assert_eq!(pool.submit(square, 2).into_result(), Err(Error::Shutdown));
     assert_eq!(pool.fork(|| 1).into_result(), Err(Error::Shutdown));

@@ -17,6 +17,11 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// Turns a byte count of `-1` into the thread's `errno`.
+fn check_size(ret: isize) -> io::Result<usize> {
+    usize::try_from(ret).map_err(|_| io::Error::last_os_error())
+}
+
 /// Repeats `call` while it fails with `EINTR`.
 fn retry<T>(mut call: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     loop {
@@ -65,28 +70,14 @@ pub(super) fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
 
 /// `read(2)`: 0 means end of file.
 pub(super) fn read(fd: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
-    retry(|| {
-        // SAFETY: `buf` is valid for `buf.len()` writable bytes.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n.unsigned_abs())
-        }
-    })
+    // SAFETY: `buf` is valid for `buf.len()` writable bytes.
+    retry(|| check_size(unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) }))
 }
 
 /// `write(2)`: may write less than `buf.len()` on a non-blocking fd.
 pub(super) fn write(fd: &impl AsRawFd, buf: &[u8]) -> io::Result<usize> {
-    retry(|| {
-        // SAFETY: `buf` is valid for `buf.len()` readable bytes.
-        let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n.unsigned_abs())
-        }
-    })
+    // SAFETY: `buf` is valid for `buf.len()` readable bytes.
+    retry(|| check_size(unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) }))
 }
 
 /// Writes all of `buf` to a blocking fd.
@@ -153,11 +144,9 @@ pub(super) fn send_with_fds(socket: &OwnedFd, data: &[u8], fds: &[RawFd]) -> io:
             );
         }
     }
-    retry(|| {
-        // SAFETY: `msg` points at live buffers (`iov`, `control`) for the whole call.
-        let n = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
-        check(n as libc::c_int).map(drop)
-    })
+    // SAFETY: `msg` points at live buffers (`iov`, `control`) for the whole call.
+    retry(|| check_size(unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) }))
+        .map(drop)
 }
 
 /// Receives one message from a `SOCK_SEQPACKET` socket into `buf`, appending the fds that came
@@ -181,15 +170,8 @@ pub(super) fn recv_with_fds(
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    let n = retry(|| {
-        // SAFETY: `msg` points at live, writable buffers for the whole call.
-        let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, flags) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n.unsigned_abs())
-        }
-    })?;
+    // SAFETY: `msg` points at live, writable buffers for the whole call.
+    let n = retry(|| check_size(unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, flags) }))?;
     // SAFETY: the kernel filled `control` and set msg_controllen; the CMSG macros walk only
     // within it, and each SCM_RIGHTS int is an fd the kernel just installed for us alone.
     unsafe {

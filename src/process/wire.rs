@@ -99,34 +99,23 @@ pub(super) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 
 /// Serializes a task's argument in the parent, catching a panicking `Serialize`.
 pub(super) fn encode_argument<A: Payload>(arg: &A) -> Result<Vec<u8>, Error> {
-    match catch_unwind(AssertUnwindSafe(|| postcard::to_allocvec(arg))) {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(error)) => Err(Error::Serialization {
-            message: format!("could not serialize the argument: {error}"),
-        }),
-        Err(payload) => Err(Error::Serialization {
-            message: format!(
-                "serializing the argument panicked: {}",
-                panic_message(payload)
-            ),
-        }),
-    }
+    in_parent("serialize the argument", || postcard::to_allocvec(arg))
 }
 
 /// Deserializes a task's result in the parent, catching a panicking `Deserialize`.
 pub(super) fn decode_result<R: Payload>(bytes: &[u8]) -> Result<R, Error> {
-    match catch_unwind(|| postcard::from_bytes(bytes)) {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(Error::Serialization {
-            message: format!("could not deserialize the result: {error}"),
-        }),
-        Err(payload) => Err(Error::Serialization {
-            message: format!(
-                "deserializing the result panicked: {}",
-                panic_message(payload)
-            ),
-        }),
-    }
+    in_parent("deserialize the result", || postcard::from_bytes(bytes))
+}
+
+/// Runs a postcard call of the parent's side, turning its error or panic into
+/// [`Error::Serialization`] that says what could not be done.
+fn in_parent<T>(what: &str, call: impl FnOnce() -> postcard::Result<T>) -> Result<T, Error> {
+    let message = match catch_unwind(AssertUnwindSafe(call)) {
+        Ok(Ok(value)) => return Ok(value),
+        Ok(Err(error)) => format!("could not {what}: {error}"),
+        Err(payload) => format!("could not {what}: it panicked: {}", panic_message(payload)),
+    };
+    Err(Error::Serialization { message })
 }
 
 /// Builds a request frame.
