@@ -50,6 +50,8 @@ pub(super) struct ForkJob {
     pub(super) result: OwnedFd,
     pub(super) slot: Box<dyn Slot>,
     pub(super) started: Instant,
+    /// Killed for its time limit; its deadline no longer counts.
+    pub(super) timed_out: bool,
 }
 
 /// What the pool handle and the manager share, under [`Shared::state`].
@@ -104,8 +106,8 @@ pub(super) struct Config {
 /// Why the manager killed a worker, which decides what its head task gets.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Killed {
-    /// The head task ran past `task_timeout`.
-    Timeout,
+    /// The task with this id, its head then, ran past `task_timeout`.
+    Timeout(u64),
     /// `terminate_workers`, `kill_workers`, or the pool broke.
     Stopped,
     /// It sent something that is not a reply to its head task.
@@ -384,7 +386,12 @@ impl Manager {
         let heads = self.workers.iter().filter(|w| w.killed.is_none());
         let starts = heads
             .filter_map(|worker| worker.in_flight.front().map(|head| head.since))
-            .chain(self.forks.iter().map(|job| job.started));
+            .chain(
+                self.forks
+                    .iter()
+                    .filter(|job| !job.timed_out)
+                    .map(|job| job.started),
+            );
         match starts.min() {
             None => -1,
             Some(start) => {
@@ -406,13 +413,16 @@ impl Manager {
             let late = worker
                 .in_flight
                 .front()
-                .is_some_and(|head| now.duration_since(head.since) >= limit);
-            if late && worker.killed.is_none() {
-                self.kill_worker(index, Killed::Timeout, libc::SIGKILL);
+                .filter(|head| now.duration_since(head.since) >= limit);
+            if let Some(head) = late
+                && worker.killed.is_none()
+            {
+                self.kill_worker(index, Killed::Timeout(head.id), libc::SIGKILL);
             }
         }
-        for job in &self.forks {
-            if now.duration_since(job.started) >= limit {
+        for job in &mut self.forks {
+            if !job.timed_out && now.duration_since(job.started) >= limit {
+                job.timed_out = true;
                 sys::kill(job.pid, libc::SIGKILL);
             }
         }
@@ -586,8 +596,10 @@ impl Manager {
             }
         }
         if let Some(head) = head {
+            // If the late task answered just before the kill landed, the head is the next
+            // one, which only died of the kill.
             let error = match worker.killed {
-                Some(Killed::Timeout) => Error::TaskTimeout,
+                Some(Killed::Timeout(id)) if id == head.id => Error::TaskTimeout,
                 _ => died,
             };
             head.slot.finish(Err(error));
@@ -719,10 +731,6 @@ impl Manager {
         let reply = wire::frame_len(&input)
             .filter(|&len| input.len() == wire::LEN_BYTES + len)
             .and_then(|_| wire::parse_reply(&input[wire::LEN_BYTES..]));
-        let timed_out = self
-            .config
-            .task_timeout
-            .is_some_and(|limit| job.started.elapsed() >= limit);
         job.slot.finish(match reply {
             Some((_, Reply::Value(bytes))) => Ok(bytes),
             Some((_, Reply::Failed(Failure::Panicked(message)))) => {
@@ -731,7 +739,7 @@ impl Manager {
             Some((_, Reply::Failed(Failure::Serialization(message)))) => {
                 Err(Error::Serialization { message })
             }
-            _ if timed_out => Err(Error::TaskTimeout),
+            _ if job.timed_out => Err(Error::TaskTimeout),
             _ => Err(Error::WorkerDied {
                 pid,
                 status: sys::describe_status(status),

@@ -391,6 +391,7 @@ impl ProcessPool {
                 result,
                 slot,
                 started: Instant::now(),
+                timed_out: false,
             }),
             Err(error) => {
                 drop(state);
