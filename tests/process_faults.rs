@@ -315,16 +315,32 @@ fn a_task_past_its_time_limit_is_killed_and_the_pool_goes_on() {
 fn shutdown_while_a_task_crashes_returns_and_fails_that_task() {
     for policy in [OnWorkerDeath::Respawn, OnWorkerDeath::BreakPool] {
         let pool = ProcessPool::builder()
-            .max_workers(2)
+            .max_workers(1)
             .on_worker_death(policy)
             .build()
             .unwrap();
         let crash = pool.submit(aborts_later, 100);
-        let fine = pool.submit(nap, 10);
-        pool.shutdown(true, false);
+        let queued: Vec<_> = (0..5).map(|x| pool.submit(double, x)).collect();
+        // `shutdown(wait)` has no timeout of its own: bound it from another thread, which a
+        // hang leaves behind (detached) while the test fails.
+        let pool = std::sync::Arc::new(pool);
+        let (done, finished) = std::sync::mpsc::channel();
+        let shutting = std::sync::Arc::clone(&pool);
+        std::thread::spawn(move || {
+            shutting.shutdown(true, false);
+            let _ = done.send(());
+        });
+        assert!(finished.recv_timeout(BOUND).is_ok(), "shutdown hung");
         died(crash.result_timeout(BOUND));
-        assert!(fine.done());
-        assert!(matches!(fine.result(), Ok(&10) | Err(Error::Broken { .. })));
+        for (x, future) in queued.iter().enumerate() {
+            match policy {
+                // Queued work still runs after shutdown, on a replacement worker.
+                OnWorkerDeath::Respawn => {
+                    assert_eq!(future.result_timeout(BOUND), Ok(&(2 * x as u64)))
+                }
+                OnWorkerDeath::BreakPool => assert!(is_broken(future.result_timeout(BOUND))),
+            }
+        }
     }
 }
 

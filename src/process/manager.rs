@@ -156,8 +156,11 @@ pub(super) struct Manager {
     ready: VecDeque<Task>,
     forks: Vec<ForkJob>,
     next_token: u64,
-    /// Set once: no more spawning, the pool only winds down.
-    stopping: bool,
+    /// `shutdown` was called: no new work arrives; workers are replaced only while some is
+    /// left, then they all retire.
+    shutting_down: bool,
+    /// Broken, or its workers were terminated: nothing runs any more, the pool winds down.
+    halted: bool,
 }
 
 /// Creates the shared state and the manager for a pool whose fork-server channel is `server`.
@@ -178,7 +181,8 @@ pub(super) fn new(server: OwnedFd, config: Config) -> io::Result<(Arc<Shared>, M
         ready: VecDeque::new(),
         forks: Vec::new(),
         next_token: 0,
-        stopping: false,
+        shutting_down: false,
+        halted: false,
     };
     Ok((shared, manager))
 }
@@ -212,9 +216,9 @@ impl Manager {
             )
         };
         self.forks.extend(forks);
-        self.stopping |= shutdown;
+        self.shutting_down |= shutdown;
         if let Some(signal) = force {
-            self.stopping = true;
+            self.halted = true;
             for index in 0..self.workers.len() {
                 self.stop_worker(index, signal);
             }
@@ -258,12 +262,16 @@ impl Manager {
                 self.top_up();
             }
         }
-        let drained = self.ready.is_empty() && self.shared.lock().queue.is_empty();
-        if self.stopping && drained {
+        if self.shutting_down && !self.has_work() {
             for worker in &mut self.workers {
                 worker.retiring = true;
             }
         }
+    }
+
+    /// True while tasks wait for a worker.
+    fn has_work(&self) -> bool {
+        !self.ready.is_empty() || !self.shared.lock().queue.is_empty()
     }
 
     /// The next task to run: a requeued one first, else the oldest submitted one that was not
@@ -307,15 +315,16 @@ impl Manager {
         }
     }
 
-    /// True when there is nothing left to do: stopped or broken, and every child is gone.
+    /// True when there is nothing left to do: shut down or halted, and every task and child
+    /// is settled.
     fn done(&self) -> bool {
-        self.stopping
+        (self.shutting_down || self.halted)
             && self.workers.is_empty()
             && self.forks.is_empty()
-            && self.ready.is_empty()
+            && !self.has_work()
             && {
                 let state = self.shared.lock();
-                state.queue.is_empty() && state.forks.is_empty() && state.forking == 0
+                state.forks.is_empty() && state.forking == 0
             }
     }
 
@@ -606,8 +615,19 @@ impl Manager {
         }
     }
 
-    /// Puts tasks that a worker held but never started back at the front of the line.
+    /// Puts tasks that a worker held but never started back at the front of the line; on a
+    /// halted pool, where nothing will run them, fails them instead.
     fn requeue(&mut self, tasks: VecDeque<InFlight>) {
+        if self.halted {
+            let reason = self.shared.lock().broken.clone();
+            let reason = reason.unwrap_or_else(|| "the pool's workers were terminated".into());
+            for task in tasks {
+                task.slot.finish(Err(Error::Broken {
+                    reason: reason.clone(),
+                }));
+            }
+            return;
+        }
         for task in tasks.into_iter().rev() {
             self.ready.push_front(Task {
                 id: task.id,
@@ -617,9 +637,10 @@ impl Manager {
         }
     }
 
-    /// Starts workers until the pool has its number of non-retiring ones.
+    /// Starts workers until the pool has its number of non-retiring ones; after `shutdown`,
+    /// only while tasks are left for them.
     fn top_up(&mut self) {
-        if self.stopping {
+        if self.halted || (self.shutting_down && !self.has_work()) {
             return;
         }
         while self.workers.iter().filter(|w| !w.retiring).count() < self.config.workers {
@@ -697,7 +718,7 @@ impl Manager {
     /// Breaks the pool, CPython's way: every task not finished gets [`Error::Broken`], every
     /// worker is killed, later submits fail at once.
     fn break_pool(&mut self, reason: String) {
-        self.stopping = true;
+        self.halted = true;
         let queued = {
             let mut state = self.shared.lock();
             state.broken.get_or_insert_with(|| reason.clone());
