@@ -131,8 +131,10 @@ struct Worker {
     request: Option<OwnedFd>,
     /// `None` after end of file.
     result: Option<OwnedFd>,
-    /// Bytes still to write to `request`.
+    /// Bytes for `request`, of which the first `sent` are written (an offset rather than
+    /// draining, which would move a large argument's bytes after each partial write).
     out: Vec<u8>,
+    sent: usize,
     /// Bytes read from `result` that do not yet make a whole frame.
     input: Vec<u8>,
     in_flight: VecDeque<InFlight>,
@@ -189,7 +191,33 @@ pub(super) fn new(server: OwnedFd, config: Config) -> io::Result<(Arc<Shared>, M
 
 impl Manager {
     /// The thread's body: runs until the pool is shut down or broken and every child is gone.
-    pub(super) fn run(mut self) {
+    ///
+    /// A panic here would be a bug of this crate; it must still not leave anyone waiting, so
+    /// it breaks the pool: the tasks the manager held fail as their promises drop, queued and
+    /// later ones get [`Error::Broken`], and the workers die as the server channel closes.
+    pub(super) fn run(self) {
+        let shared = Arc::clone(&self.shared);
+        let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve()))
+        else {
+            return;
+        };
+        let reason = format!(
+            "the pool's manager thread panicked: {}",
+            wire::panic_message(payload)
+        );
+        let queued = {
+            let mut state = shared.lock();
+            state.broken.get_or_insert(reason.clone());
+            std::mem::take(&mut state.queue)
+        };
+        for task in queued {
+            task.slot.finish(Err(Error::Broken {
+                reason: reason.clone(),
+            }));
+        }
+    }
+
+    fn serve(mut self) {
         // A write to a dead worker's pipe must give EPIPE, not kill the program; blocking the
         // signal in this thread alone leaves the program's own SIGPIPE handling untouched.
         sys::mask_signal(libc::SIGPIPE, true);
@@ -219,6 +247,11 @@ impl Manager {
         self.shutting_down |= shutdown;
         if let Some(signal) = force {
             self.halted = true;
+            let waiting = std::mem::take(&mut self.ready);
+            let error = self.halt_error();
+            for task in waiting {
+                task.slot.finish(Err(error.clone()));
+            }
             for index in 0..self.workers.len() {
                 self.stop_worker(index, signal);
             }
@@ -295,19 +328,20 @@ impl Manager {
             let Some(request) = &worker.request else {
                 continue;
             };
-            while !worker.out.is_empty() {
-                match sys::write(request, &worker.out) {
-                    Ok(n) => {
-                        worker.out.drain(..n);
-                    }
+            while worker.sent < worker.out.len() {
+                match sys::write(request, &worker.out[worker.sent..]) {
+                    Ok(n) => worker.sent += n,
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                     Err(_) => {
                         // EPIPE: the worker is gone; its exit report will settle its tasks.
-                        worker.out.clear();
                         worker.request = None;
                         break;
                     }
                 }
+            }
+            if worker.sent == worker.out.len() || worker.request.is_none() {
+                worker.out.clear();
+                worker.sent = 0;
             }
             if worker.retiring && worker.out.is_empty() {
                 worker.request = None;
@@ -619,12 +653,9 @@ impl Manager {
     /// halted pool, where nothing will run them, fails them instead.
     fn requeue(&mut self, tasks: VecDeque<InFlight>) {
         if self.halted {
-            let reason = self.shared.lock().broken.clone();
-            let reason = reason.unwrap_or_else(|| "the pool's workers were terminated".into());
+            let error = self.halt_error();
             for task in tasks {
-                task.slot.finish(Err(Error::Broken {
-                    reason: reason.clone(),
-                }));
+                task.slot.finish(Err(error.clone()));
             }
             return;
         }
@@ -634,6 +665,14 @@ impl Manager {
                 frame: task.frame,
                 slot: task.slot,
             });
+        }
+    }
+
+    /// What a task that can no longer run gets on a halted pool.
+    fn halt_error(&self) -> Error {
+        let reason = self.shared.lock().broken.clone();
+        Error::Broken {
+            reason: reason.unwrap_or_else(|| "the pool's workers were terminated".into()),
         }
     }
 
@@ -675,6 +714,7 @@ impl Manager {
             request: Some(request_write),
             result: Some(result_read),
             out: Vec::new(),
+            sent: 0,
             input: Vec::new(),
             in_flight: VecDeque::new(),
             dispatched: 0,
@@ -701,6 +741,7 @@ impl Manager {
     fn stop_worker(&mut self, index: usize, signal: libc::c_int) {
         let worker = &mut self.workers[index];
         worker.out.clear();
+        worker.sent = 0;
         worker.request = None;
         self.kill_worker(index, Killed::Stopped, signal);
     }

@@ -294,6 +294,12 @@ impl ProcessPool {
     /// # Panics
     ///
     /// Never because of `f`: a panic in the worker becomes [`Error::Panicked`] in the future.
+    ///
+    /// # Warning: callbacks
+    ///
+    /// The pool's manager thread completes the futures, so it runs their done-callbacks
+    /// ([`Future::add_done_callback`]). While a callback runs, no result of this pool is read
+    /// and no task is sent: keep callbacks short, and never wait in one on this pool's work.
     pub fn submit<A: Payload, R: Payload>(&self, f: fn(A) -> R, arg: A) -> Future<R> {
         let (promise, future) = Promise::new();
         let slot: Box<dyn Slot> = Box::new(Typed(promise));
