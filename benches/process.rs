@@ -22,13 +22,19 @@ fn burn(iterations: u64) -> u64 {
     x
 }
 
-/// The number of `burn` iterations that take about `target` here.
+/// The number of `burn` iterations that take about `target` here: the fastest of three
+/// probes, so that a probe slowed by another process does not shrink the tasks.
 fn calibrate(target: Duration) -> u64 {
-    let probe = 1_000_000;
-    let start = Instant::now();
-    burn(probe);
-    let per_iteration = start.elapsed().as_secs_f64() / probe as f64;
-    (target.as_secs_f64() / per_iteration) as u64
+    let probe = 10_000_000;
+    let fastest = (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            burn(black_box(probe));
+            start.elapsed()
+        })
+        .min()
+        .unwrap_or(target);
+    (target.as_secs_f64() / fastest.as_secs_f64() * probe as f64) as u64
 }
 
 fn round_trip(c: &mut Criterion) {
