@@ -20,13 +20,10 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 
-use super::OnWorkerDeath;
 use super::server::{EXITED, KILL, SPAWN, SPAWN_FAILED, SPAWNED};
 use super::sys;
 use super::wire::{self, CONTROL_BYTES, Control, Failure, Reply};
-
-/// How long the manager polls without sleeping while results are due; see [`Manager::poll`].
-const SPIN: Duration = Duration::from_micros(50);
+use super::{OnWorkerDeath, SPIN};
 
 /// The typed end of a task: its promise, behind a type-erased interface so that the manager
 /// can hold tasks of every argument and result type in one queue.
