@@ -59,7 +59,8 @@
 //! task needs in its argument, or set it up in an
 //! [`initializer`](ProcessPoolBuilder::initializer). Values must round-trip through postcard,
 //! which is not self-describing: `#[serde(untagged)]`, `flatten` and `serde_json::Value` do
-//! not.
+//! not. postcard also drops the text of a custom `Serialize`/`Deserialize` error, so an
+//! [`Error::Serialization`] says which value failed on which side, not why.
 
 mod manager;
 mod server;
