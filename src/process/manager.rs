@@ -163,6 +163,8 @@ pub(super) struct Manager {
     shutting_down: bool,
     /// Broken, or its workers were terminated: nothing runs any more, the pool winds down.
     halted: bool,
+    /// Where reads land before they join a worker's input: allocated once, not per read.
+    scratch: Vec<u8>,
 }
 
 /// Creates the shared state and the manager for a pool whose fork-server channel is `server`.
@@ -185,6 +187,7 @@ pub(super) fn new(server: OwnedFd, config: Config) -> io::Result<(Arc<Shared>, M
         next_token: 0,
         shutting_down: false,
         halted: false,
+        scratch: vec![0; 64 * 1024],
     };
     Ok((shared, manager))
 }
@@ -569,20 +572,8 @@ impl Manager {
         let Some(result) = &worker.result else {
             return;
         };
-        let mut chunk = vec![0; 64 * 1024];
-        loop {
-            match sys::read(result, &mut chunk) {
-                Ok(0) => {
-                    worker.result = None;
-                    break;
-                }
-                Ok(n) => worker.input.extend_from_slice(&chunk[..n]),
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    worker.result = None;
-                    break;
-                }
-            }
+        if !drain_into(result, &mut self.scratch, &mut worker.input) {
+            worker.result = None;
         }
         let mut at = 0;
         while let Some(len) = wire::frame_len(&worker.input[at..]) {
@@ -808,10 +799,7 @@ impl Manager {
         };
         let job = self.forks.swap_remove(at);
         let mut input = Vec::new();
-        let mut chunk = vec![0; 64 * 1024];
-        while let Ok(n @ 1..) = sys::read(&job.result, &mut chunk) {
-            input.extend_from_slice(&chunk[..n]);
-        }
+        drain_into(&job.result, &mut self.scratch, &mut input);
         let status = sys::reap(pid, true).unwrap_or(0);
         let reply = wire::frame_len(&input)
             .filter(|&len| input.len() == wire::LEN_BYTES + len)
@@ -830,5 +818,18 @@ impl Manager {
                 status: sys::describe_status(status),
             }),
         });
+    }
+}
+
+/// Appends what `fd` (non-blocking) holds now to `input`, reading through `scratch`. Returns
+/// false at end of file or on an error, after which the fd has nothing more to give.
+fn drain_into(fd: &OwnedFd, scratch: &mut [u8], input: &mut Vec<u8>) -> bool {
+    loop {
+        match sys::read(fd, scratch) {
+            Ok(0) => return false,
+            Ok(n) => input.extend_from_slice(&scratch[..n]),
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        }
     }
 }
