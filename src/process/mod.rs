@@ -359,7 +359,9 @@ impl ProcessPool {
     /// runs in it: a lock another thread held at that moment stays locked in the child (glibc
     /// resets its allocator, so allocating is fine). The closure must not wait on such locks
     /// or threads: stdout while another thread prints, your own mutexes, rayon's global pool.
-    /// Give it a [`task_timeout`](ProcessPoolBuilder::task_timeout) if in doubt.
+    /// Give it a [`task_timeout`](ProcessPoolBuilder::task_timeout) if in doubt, not too
+    /// short: a panic in the child runs this program's panic hook there, and with
+    /// `RUST_BACKTRACE` set, symbolizing the backtrace can take a good part of a second.
     ///
     /// # Examples
     ///
