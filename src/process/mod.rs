@@ -99,7 +99,20 @@ const SPIN: Duration = Duration::from_micros(50);
 /// threads), the server and every worker inherit any lock another thread held at that instant,
 /// locked for good: a task that takes such a lock (`println!` racing another thread's
 /// `println!`, a `Mutex` of yours) hangs. This crate's own tests call `init` from an
-/// `.init_array` constructor, which runs before the harness starts its threads.
+/// `.init_array` constructor, which runs before the harness starts its threads:
+///
+/// ```
+/// // In a test binary (tests/*.rs), where the harness owns `main`:
+/// #[used]
+/// #[unsafe(link_section = ".init_array")]
+/// static START_FORK_SERVER: extern "C" fn() = {
+///     extern "C" fn start() {
+///         concurrent_futures::process::init().expect("could not start the fork server");
+///     }
+///     start
+/// };
+/// # fn main() {}
+/// ```
 ///
 /// # Errors
 ///
