@@ -440,6 +440,13 @@ impl ProcessPool {
     /// give [`Error::Shutdown`]; with `cancel_futures` the tasks not yet sent to a worker are
     /// cancelled; the rest run, then the workers exit. With `wait`, returns once they have all
     /// exited and been reaped.
+    ///
+    /// # Warning: blocking
+    ///
+    /// With `wait` (and so when the pool is dropped), a task that never ends keeps this call
+    /// waiting, as in CPython; give the pool a
+    /// [`task_timeout`](ProcessPoolBuilder::task_timeout), or call
+    /// [`kill_workers`](Self::kill_workers) first.
     pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
         let cancelled = {
             let mut state = self.shared.lock();
