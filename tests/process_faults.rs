@@ -373,11 +373,8 @@ fn a_failing_initializer_breaks_the_pool() {
     fn init() {
         panic!("initializer says no");
     }
-    let pool = ProcessPool::builder()
-        .max_workers(2)
-        .initializer(init)
-        .build()
-        .unwrap();
+    let builder = ProcessPool::builder().max_workers(2);
+    let pool = builder.initializer(init).build().unwrap();
     let future = pool.submit(double, 1);
     match future.result_timeout(BOUND) {
         Err(Error::Broken { reason }) => {
