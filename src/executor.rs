@@ -13,6 +13,9 @@ use crate::map::{Chunk, Map, MapUnordered};
 
 /// A value that can cross a process boundary: an argument or result of
 /// [`FnExecutor::submit_fn`]. Implemented for every type that fits.
+///
+/// `Sync` because a result is completed on a pool thread while the caller's [`Future`] reads
+/// it: a `Future<T>` is shared state, `Send` only when `T` is `Send + Sync`.
 pub trait Payload: Serialize + DeserializeOwned + Send + Sync + 'static {}
 
 impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Payload for T {}

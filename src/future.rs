@@ -736,6 +736,25 @@ impl<T> Promise<T> {
         let _ = self.finish(outcome);
     }
 
+    /// Cancels the future while it is still pending, as [`Future::cancel`] would, for an
+    /// executor that drops queued work (`shutdown` with `cancel_futures`) and holds only the
+    /// promise. Returns true if the future is cancelled now; on false nothing changed.
+    pub(crate) fn cancel(&mut self) -> bool {
+        let Some(inner) = &self.inner else {
+            return false;
+        };
+        let cancelled = Inner::complete(
+            inner,
+            |state| state == PENDING,
+            CANCELLED,
+            Err(Error::Cancelled),
+        );
+        if cancelled {
+            self.inner = None;
+        }
+        cancelled
+    }
+
     fn finish(&mut self, outcome: Result<T, Error>) -> Result<(), Error> {
         let inner = self.inner.take().ok_or(Error::InvalidState)?;
         if Inner::complete(

@@ -106,6 +106,11 @@
 //! # }
 //! ```
 //!
+//! [`ProcessPool`] runs plain functions in pre-forked worker processes, for isolation: a task
+//! that panics, aborts or segfaults fails its own future and nothing else. Call
+//! [`process::init`] at the top of `main` so that workers are forked from a single-threaded
+//! fork server; the [`process`] module docs tell the rest.
+//!
 //! # Parallel maps
 //!
 //! [`Executor::map`] and [`ParMapExt::par_map`] run a closure over any iterator on a pool and
@@ -169,6 +174,8 @@ mod cpu;
 mod io;
 #[cfg(not(loom))]
 mod job;
+#[cfg(not(loom))]
+pub mod process;
 
 #[cfg(not(loom))]
 pub use build_error::BuildError;
@@ -180,4 +187,6 @@ pub use future::{Awaiting, Future, Promise, State};
 #[cfg(not(loom))]
 pub use io::{IoPool, IoPoolBuilder};
 pub use map::{Chunk, Map, MapUnordered, ParMapExt, TARGET_CHUNK_TIME};
+#[cfg(not(loom))]
+pub use process::ProcessPool;
 pub use wait::{AsCompleted, DoneAndNotDone, ReturnWhen, as_completed, wait};

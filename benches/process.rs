@@ -1,0 +1,113 @@
+//! ProcessPool costs: one round trip, submit-then-gather throughput by pipeline depth, a `fork`
+//! round trip, and the speedup of CPU-bound work on two workers over running it in sequence.
+//!
+//! Run: `cargo bench --bench process`. `map` (chunked) is benched with the generic map.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use concurrent_futures::{ProcessPool, process};
+use criterion::{BenchmarkId, Criterion, Throughput};
+
+fn trivial(x: u64) -> u64 {
+    x.wrapping_mul(31).wrapping_add(1)
+}
+
+/// A CPU-bound loop; `iterations` is calibrated to about 10 ms.
+fn burn(iterations: u64) -> u64 {
+    let mut x = 1_u64;
+    for i in 0..iterations {
+        x = black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i));
+    }
+    x
+}
+
+/// The number of `burn` iterations that take about `target` here: the fastest of three
+/// probes, so that a probe slowed by another process does not shrink the tasks.
+fn calibrate(target: Duration) -> u64 {
+    let probe = 10_000_000;
+    let fastest = (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            burn(black_box(probe));
+            start.elapsed()
+        })
+        .min()
+        .unwrap_or(target);
+    (target.as_secs_f64() / fastest.as_secs_f64() * probe as f64) as u64
+}
+
+fn round_trip(c: &mut Criterion) {
+    let pool = ProcessPool::new(2).unwrap();
+    let mut group = c.benchmark_group("process/round_trip");
+    group.measurement_time(Duration::from_secs(3));
+    group.bench_function("submit_one_then_result", |b| {
+        b.iter(|| pool.submit(trivial, black_box(7)).into_result().unwrap())
+    });
+    group.bench_function("fork_closure", |b| {
+        let captured = black_box(7_u64);
+        b.iter(|| pool.fork(|| trivial(captured)).into_result().unwrap())
+    });
+    group.finish();
+}
+
+fn submit_then_gather(c: &mut Criterion) {
+    const TASKS: u64 = 10_000;
+    let mut group = c.benchmark_group("process/submit_10k_then_gather");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(TASKS));
+    for depth in [1, 2, 4] {
+        let pool = ProcessPool::builder()
+            .max_workers(2)
+            .pipeline_depth(depth)
+            .build()
+            .unwrap();
+        group.bench_with_input(BenchmarkId::new("depth", depth), &depth, |b, _| {
+            b.iter(|| {
+                let futures: Vec<_> = (0..TASKS).map(|x| pool.submit(trivial, x)).collect();
+                futures
+                    .into_iter()
+                    .map(|f| f.into_result().unwrap())
+                    .fold(0_u64, u64::wrapping_add)
+            })
+        });
+    }
+    group.finish();
+}
+
+fn cpu_bound(c: &mut Criterion) {
+    const TASKS: usize = 32;
+    let iterations = calibrate(Duration::from_millis(10));
+    let pool = ProcessPool::new(2).unwrap();
+    let mut group = c.benchmark_group("process/cpu_32_tasks_of_10ms");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(8));
+    group.bench_function("sequential", |b| {
+        b.iter(|| {
+            (0..TASKS)
+                .map(|_| burn(iterations))
+                .fold(0, u64::wrapping_add)
+        })
+    });
+    group.bench_function("pool_of_2", |b| {
+        b.iter(|| {
+            let futures: Vec<_> = (0..TASKS).map(|_| pool.submit(burn, iterations)).collect();
+            futures
+                .into_iter()
+                .map(|f| f.into_result().unwrap())
+                .fold(0, u64::wrapping_add)
+        })
+    });
+    group.finish();
+}
+
+fn main() {
+    // First, while this program is single-threaded: every worker is forked from this server.
+    process::init().expect("could not start the fork server");
+    let mut criterion = Criterion::default().configure_from_args();
+    round_trip(&mut criterion);
+    submit_then_gather(&mut criterion);
+    cpu_bound(&mut criterion);
+    criterion.final_summary();
+}

@@ -1,0 +1,657 @@
+//! [`ProcessPool`]: plain functions run in pre-forked worker processes fed through pipes, for
+//! isolation and crash containment; and [`ProcessPool::fork`], one fresh child per closure.
+//!
+//! # How it works
+//!
+//! * A task is a function pointer plus its argument serialized with postcard. Workers are
+//!   forks of this program, so the function's address is valid in them; the worker calls a
+//!   trampoline monomorphised for the argument and result types and sends back the result's
+//!   bytes, or the panic message (with the worker's backtrace when `RUST_BACKTRACE` is set).
+//! * Workers are forked by a *fork server*: a small single-threaded process forked from this
+//!   program by [`init`] (or by the first [`build`](ProcessPoolBuilder::build)) and never
+//!   running a thread, so no worker is ever a fork of a process that runs threads (Python
+//!   3.14's `forkserver` design). It reaps the workers and reports how each one ended.
+//! * Each worker has its own request and result pipes. One manager thread per pool sends
+//!   tasks, a few at a time per worker (the pipeline depth), reads results, and watches for
+//!   deaths, all with `poll` and non-blocking writes, so a dying worker never blocks it.
+//! * Each task runs inside a rayon pool built in the worker, so `par_iter` in a task works
+//!   (the program's global rayon pool has no threads in a fork).
+//! * Workers die with the program (`PR_SET_PDEATHSIG` through the fork server, and end of file
+//!   on their pipes); the fork server reaps them, so none is left as a zombie.
+//!
+//! # Faults
+//!
+//! | fault | that task's future | the pool |
+//! | --- | --- | --- |
+//! | the task panics | [`Error::Panicked`] with the worker's message | goes on |
+//! | argument or result does not (de)serialize, on either side | [`Error::Serialization`] | goes on |
+//! | the worker dies (`exit`, `abort`, a signal, killed from outside) | [`Error::WorkerDied`] | [`OnWorkerDeath`]: replaced, or broken |
+//! | the task runs past [`task_timeout`](ProcessPoolBuilder::task_timeout) | [`Error::TaskTimeout`] | its worker is killed and replaced |
+//! | the initializer panics | [`Error::Broken`] | broken |
+//!
+//! A broken pool fails every unfinished task and every later submit with [`Error::Broken`].
+//! With [`OnWorkerDeath::Respawn`], the tasks a dead worker had received but not started are
+//! not lost: they run on another worker.
+//!
+//! # Examples
+//!
+//! ```
+//! use concurrent_futures::{Error, ProcessPool, process};
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     process::init()?; // first thing, while the program is single-threaded
+//!     let pool = ProcessPool::new(2)?;
+//!     let futures: Vec<_> = (0..10).map(|x| pool.submit(square, x)).collect();
+//!     let total: u64 = futures.into_iter().map(|f| f.into_result()).sum::<Result<_, Error>>()?;
+//!     assert_eq!(total, 285);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Warning: what a worker sees
+//!
+//! A worker is a copy of the program *as it was when the fork server started*: statics set
+//! later, files opened later and libraries loaded later (`dlopen`) are not in it. Pass what a
+//! task needs in its argument, or set it up in an
+//! [`initializer`](ProcessPoolBuilder::initializer). Values must round-trip through postcard,
+//! which is not self-describing: `#[serde(untagged)]`, `flatten` and `serde_json::Value` do
+//! not. postcard also drops the text of a custom `Serialize`/`Deserialize` error, so an
+//! [`Error::Serialization`] says which value failed on which side, not why.
+
+mod manager;
+mod server;
+mod sys;
+mod wire;
+mod worker;
+
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::executor::{FnExecutor, Payload};
+use crate::future::{Future, Promise};
+use crate::map::Chunk;
+
+use manager::{Config, ForkJob, Shared, Slot, State, Task};
+
+/// How long the manager (while results are due) and an idle worker poll without sleeping.
+/// On the VM this was measured on, waking a sleeping thread on the other core costs about
+/// 40 µs, several times a whole round trip; polling a little first, yielding the CPU at each
+/// turn so that a busy machine loses nothing, avoids most of those wake-ups.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// Starts the fork server now. Call it first thing in `main`, before anything starts a
+/// thread (rayon, a runtime, a logger with a thread).
+///
+/// Every worker of every [`ProcessPool`] is forked from this server, which is itself a copy
+/// of the program at the moment of this call. Calling it again does nothing.
+///
+/// Without it, the first [`ProcessPoolBuilder::build`] starts the server, before the pool
+/// starts its own thread. That is just as good in a program that is still single-threaded
+/// then. In one that already runs threads (a test binary, whose harness runs tests on
+/// threads), the server and every worker inherit any lock another thread held at that instant,
+/// locked for good: a task that takes such a lock (`println!` racing another thread's
+/// `println!`, a `Mutex` of yours) hangs. This crate's own tests call `init` from an
+/// `.init_array` constructor, which runs before the harness starts its threads:
+///
+/// ```
+/// // In a test binary (tests/*.rs), where the harness owns `main`:
+/// #[used]
+/// #[unsafe(link_section = ".init_array")]
+/// static START_FORK_SERVER: extern "C" fn() = {
+///     extern "C" fn start() {
+///         concurrent_futures::process::init().expect("could not start the fork server");
+///     }
+///     start
+/// };
+/// # fn main() {}
+/// ```
+///
+/// # Errors
+///
+/// The error of `fork` or `socketpair` if the server cannot be started.
+pub fn init() -> io::Result<()> {
+    server::start()
+}
+
+/// What a pool does when a worker dies unexpectedly (a signal, `exit`, `abort`, killed from
+/// outside); the task it was running fails with [`Error::WorkerDied`] either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum OnWorkerDeath {
+    /// Start a new worker in its place and go on. Safe because each worker has its own pipes:
+    /// a death cannot leave another worker's channel half-written.
+    #[default]
+    Respawn,
+    /// Break the pool, as CPython does: every unfinished task and every later submit get
+    /// [`Error::Broken`].
+    BreakPool,
+}
+
+/// Configures a [`ProcessPool`]; made by [`ProcessPool::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use concurrent_futures::process::{self, OnWorkerDeath};
+/// use concurrent_futures::{Error, ProcessPool};
+///
+/// fn stuck(_: ()) -> u8 {
+///     loop {
+///         std::thread::sleep(Duration::from_secs(1));
+///     }
+/// }
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     process::init()?;
+///     let pool = ProcessPool::builder()
+///         .max_workers(2)
+///         .max_tasks_per_child(100)
+///         .task_timeout(Duration::from_millis(200))
+///         .on_worker_death(OnWorkerDeath::Respawn)
+///         .build()?;
+///     assert_eq!(pool.submit(stuck, ()).into_result(), Err(Error::TaskTimeout));
+///     Ok(())
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct ProcessPoolBuilder {
+    max_workers: Option<usize>,
+    initializer: Option<fn()>,
+    max_tasks_per_child: Option<usize>,
+    task_timeout: Option<Duration>,
+    on_worker_death: OnWorkerDeath,
+    pipeline_depth: usize,
+}
+
+impl ProcessPoolBuilder {
+    /// The number of worker processes; by default the available parallelism.
+    pub fn max_workers(mut self, workers: usize) -> Self {
+        self.max_workers = Some(workers);
+        self
+    }
+
+    /// A function each worker runs once before its first task. If it panics, the pool breaks:
+    /// every task gets [`Error::Broken`] with the panic message.
+    pub fn initializer(mut self, initializer: fn()) -> Self {
+        self.initializer = Some(initializer);
+        self
+    }
+
+    /// Replaces a worker after it has run `tasks` tasks (CPython's `max_tasks_per_child`),
+    /// to bound what a leaking task can accumulate. The replacement is forked from the fork
+    /// server, never from this program's threads.
+    pub fn max_tasks_per_child(mut self, tasks: usize) -> Self {
+        self.max_tasks_per_child = Some(tasks);
+        self
+    }
+
+    /// Kills the worker of a task that has run longer than `limit` and gives that task
+    /// [`Error::TaskTimeout`]; a new worker takes its place. Applies to [`ProcessPool::fork`]
+    /// children too. Unlike [`Future::result_timeout`], which only stops waiting, this stops
+    /// the work.
+    pub fn task_timeout(mut self, limit: Duration) -> Self {
+        self.task_timeout = Some(limit);
+        self
+    }
+
+    /// What to do when a worker dies unexpectedly; [`OnWorkerDeath::Respawn`] by default.
+    pub fn on_worker_death(mut self, policy: OnWorkerDeath) -> Self {
+        self.on_worker_death = policy;
+        self
+    }
+
+    /// How many tasks each worker may have been sent ahead of its results (default 2), so
+    /// that it finds the next task waiting when it finishes one. Tasks sent to a worker are
+    /// marked running and can no longer be cancelled; a long task holds up the ones sent after
+    /// it to the same worker.
+    pub fn pipeline_depth(mut self, depth: usize) -> Self {
+        self.pipeline_depth = depth;
+        self
+    }
+
+    /// Starts the fork server if needed, then the pool: its manager thread and its workers.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when `max_workers`, `max_tasks_per_child` or `pipeline_depth` is 0;
+    /// otherwise the system's error if the fork server, a pipe or the manager thread cannot
+    /// be started. A worker that cannot be forked later breaks the pool instead.
+    pub fn build(self) -> io::Result<ProcessPool> {
+        let workers = match self.max_workers {
+            Some(workers) => workers,
+            None => std::thread::available_parallelism().map_or(1, usize::from),
+        };
+        for (name, value) in [
+            ("max_workers", Some(workers)),
+            ("max_tasks_per_child", self.max_tasks_per_child),
+            ("pipeline_depth", Some(self.pipeline_depth)),
+        ] {
+            if value == Some(0) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{name} must be at least 1"),
+                ));
+            }
+        }
+        let channel = server::connect()?;
+        let config = Config {
+            workers,
+            initializer: self.initializer.map_or(0, |f| f as usize),
+            max_tasks_per_child: self.max_tasks_per_child,
+            task_timeout: self.task_timeout,
+            on_worker_death: self.on_worker_death,
+            pipeline_depth: self.pipeline_depth,
+        };
+        let (shared, manager) = manager::new(channel, config)?;
+        let handle = std::thread::Builder::new()
+            .name("process-pool-manager".into())
+            .spawn(move || manager.run())?;
+        Ok(ProcessPool {
+            shared,
+            manager: Mutex::new(Some(handle)),
+            next_id: AtomicU64::new(0),
+            workers,
+        })
+    }
+}
+
+/// A pool of worker processes that run plain functions on serialized arguments.
+///
+/// See the [module docs](self) for how it works and what each fault does. Dropping the pool
+/// shuts it down with `wait = true`: queued tasks run, then the workers exit and are reaped.
+///
+/// It implements [`FnExecutor`] but not [`Executor`](crate::Executor): a worker process can be
+/// sent a function pointer and bytes, not a closure. For a closure, see
+/// [`fork`](ProcessPool::fork).
+pub struct ProcessPool {
+    shared: Arc<Shared>,
+    manager: Mutex<Option<JoinHandle<()>>>,
+    next_id: AtomicU64,
+    workers: usize,
+}
+
+impl ProcessPool {
+    /// A pool of `workers` processes with default settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`ProcessPoolBuilder::build`]; `InvalidInput` when `workers` is 0.
+    pub fn new(workers: usize) -> io::Result<ProcessPool> {
+        Self::builder().max_workers(workers).build()
+    }
+
+    /// A builder with default settings.
+    pub fn builder() -> ProcessPoolBuilder {
+        ProcessPoolBuilder {
+            max_workers: None,
+            initializer: None,
+            max_tasks_per_child: None,
+            task_timeout: None,
+            on_worker_death: OnWorkerDeath::Respawn,
+            pipeline_depth: 2,
+        }
+    }
+
+    /// The number of worker processes the pool keeps.
+    pub fn max_workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Schedules `f(arg)` in a worker process and returns the future of its result.
+    ///
+    /// `f` is a plain function (a closure that captures nothing coerces to one); what it needs
+    /// travels in `arg`. After [`shutdown`](Self::shutdown) the future holds
+    /// [`Error::Shutdown`], on a broken pool [`Error::Broken`]. If `arg` does not serialize,
+    /// the future holds [`Error::Serialization`] and nothing is sent.
+    ///
+    /// # Panics
+    ///
+    /// Never because of `f`: a panic in the worker becomes [`Error::Panicked`] in the future.
+    ///
+    /// # Warning: callbacks
+    ///
+    /// The pool's manager thread completes the futures, so it runs their done-callbacks
+    /// ([`Future::add_done_callback`]). While a callback runs, no result of this pool is read
+    /// and no task is sent: keep callbacks short, and never wait in one on this pool's work.
+    pub fn submit<A: Payload, R: Payload>(&self, f: fn(A) -> R, arg: A) -> Future<R> {
+        let (promise, future) = Promise::new();
+        let slot = Typed::plain(promise);
+        self.send(wire::trampoline::<A, R>, f as usize, &arg, Box::new(slot));
+        future
+    }
+
+    /// Encodes a call of the function at `func` on `arg` through `trampoline` and queues it,
+    /// or finishes `slot` with the reason it cannot be sent.
+    fn send<A: Payload>(
+        &self,
+        trampoline: wire::Trampoline,
+        func: usize,
+        arg: &A,
+        slot: Box<dyn Slot>,
+    ) {
+        if let Some(error) = refusal(&self.shared.lock()) {
+            slot.finish(Err(error));
+            return;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = wire::encode_argument(arg)
+            .and_then(|bytes| wire::request_frame(id, trampoline as usize, func, &bytes));
+        match frame {
+            Ok(frame) => self.enqueue(Task { id, frame, slot }),
+            Err(error) => slot.finish(Err(error)),
+        }
+    }
+
+    fn enqueue(&self, task: Task) {
+        let mut state = self.shared.lock();
+        if let Some(error) = refusal(&state) {
+            drop(state);
+            task.slot.finish(Err(error));
+            return;
+        }
+        state.queue.push_back(task);
+        drop(state);
+        self.shared.wake();
+    }
+
+    /// Runs `f` in a fresh child forked from this process for this one call, and returns the
+    /// future of its result: isolation for a closure that captures anything, even borrows
+    /// (the child has its own copy of them). Only the result travels, serialized.
+    ///
+    /// The child is not one of the pool's workers and does not count against `max_workers`;
+    /// the pool's [`task_timeout`](ProcessPoolBuilder::task_timeout) applies to it, and the
+    /// pool waits for it on shutdown. A panic gives [`Error::Panicked`], a crash
+    /// [`Error::WorkerDied`].
+    ///
+    /// # Warning: cost
+    ///
+    /// A fork copies the page tables of this whole process, so its cost grows with resident
+    /// memory: about 0.2 ms for a small program and 18 ms per call at 500 MB resident on the
+    /// machine this was measured on. For many small tasks use [`submit`](Self::submit).
+    ///
+    /// # Warning: threads
+    ///
+    /// The child is a fork of *this* process, threads and all, but only the calling thread
+    /// runs in it: a lock another thread held at that moment stays locked in the child (glibc
+    /// resets its allocator, so allocating is fine). The closure must not wait on such locks
+    /// or threads: stdout while another thread prints, your own mutexes, rayon's global pool.
+    /// Give it a [`task_timeout`](ProcessPoolBuilder::task_timeout) if in doubt, not too
+    /// short: a panic in the child runs this program's panic hook there, and with
+    /// `RUST_BACKTRACE` set, symbolizing the backtrace can take a good part of a second.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ProcessPool, process};
+    ///
+    /// fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     process::init()?;
+    ///     let pool = ProcessPool::new(1)?;
+    ///     let words = vec!["isolated", "child"];
+    ///     let joined = pool.fork(|| words.join(" ")); // borrows `words`: the child has a copy
+    ///     assert_eq!(joined.into_result()?, "isolated child");
+    ///     let crash = pool.fork(|| -> u8 { std::process::abort() });
+    ///     assert!(matches!(crash.into_result(), Err(Error::WorkerDied { .. })));
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn fork<F, R>(&self, f: F) -> Future<R>
+    where
+        F: FnOnce() -> R,
+        R: Payload,
+    {
+        let (promise, future) = Promise::new();
+        let mut slot: Box<dyn Slot> = Box::new(Typed::plain(promise));
+        {
+            let mut state = self.shared.lock();
+            if let Some(error) = refusal(&state) {
+                drop(state);
+                slot.finish(Err(error));
+                return future;
+            }
+            state.forking += 1;
+        }
+        // Nobody else holds the promise yet, so it cannot have been cancelled.
+        slot.start();
+        let forked = fork_child(f);
+        let mut state = self.shared.lock();
+        state.forking -= 1;
+        match forked {
+            Ok((pid, pidfd, result)) => state.forks.push(ForkJob {
+                pid,
+                pidfd,
+                result,
+                slot,
+                started: Instant::now(),
+                timed_out: false,
+            }),
+            Err(error) => {
+                drop(state);
+                slot.finish(Err(Error::Broken {
+                    reason: format!("could not fork a child: {error}"),
+                }));
+                self.shared.wake();
+                return future;
+            }
+        }
+        drop(state);
+        self.shared.wake();
+        future
+    }
+
+    /// Stops taking work, as [`Executor::shutdown`](crate::Executor::shutdown): later submits
+    /// give [`Error::Shutdown`]; with `cancel_futures` the tasks not yet sent to a worker are
+    /// cancelled; the rest run, then the workers exit. With `wait`, returns once they have all
+    /// exited and been reaped.
+    ///
+    /// # Warning: blocking
+    ///
+    /// With `wait` (and so when the pool is dropped), a task that never ends keeps this call
+    /// waiting, as in CPython; give the pool a
+    /// [`task_timeout`](ProcessPoolBuilder::task_timeout), or call
+    /// [`kill_workers`](Self::kill_workers) first.
+    pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        let cancelled = {
+            let mut state = self.shared.lock();
+            state.shutdown = true;
+            if cancel_futures {
+                std::mem::take(&mut state.queue)
+            } else {
+                Default::default()
+            }
+        };
+        for task in cancelled {
+            task.slot.cancel();
+        }
+        self.shared.wake();
+        if wait {
+            let handle = self
+                .manager
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .take();
+            if let Some(handle) = handle {
+                // The manager catches nothing a task can throw at it; a panic there is a bug
+                // of this crate, already reported by the panic hook.
+                let _ = handle.join();
+            }
+        }
+    }
+
+    /// Shuts down without waiting, cancels what has not been sent to a worker, and sends
+    /// SIGTERM to every worker and `fork` child (CPython 3.14's `terminate_workers`). Tasks
+    /// they were running get [`Error::WorkerDied`]. Harmless on a pool that is already shut
+    /// down, broken, or whose workers have not started yet.
+    ///
+    /// It does not wait: a worker that ignores SIGTERM keeps running until dropping the pool
+    /// (which waits for it) or [`kill_workers`](Self::kill_workers).
+    pub fn terminate_workers(&self) {
+        self.force(libc::SIGTERM);
+    }
+
+    /// [`terminate_workers`](Self::terminate_workers) with SIGKILL, which no process can
+    /// ignore (CPython 3.14's `kill_workers`).
+    pub fn kill_workers(&self) {
+        self.force(libc::SIGKILL);
+    }
+
+    fn force(&self, signal: libc::c_int) {
+        let cancelled = {
+            let mut state = self.shared.lock();
+            state.shutdown = true;
+            state.force = Some(signal);
+            std::mem::take(&mut state.queue)
+        };
+        for task in cancelled {
+            task.slot.cancel();
+        }
+        self.shared.wake();
+    }
+}
+
+/// Why a new task cannot be taken, if it cannot: broken first, as CPython checks.
+fn refusal(state: &State) -> Option<Error> {
+    if let Some(reason) = &state.broken {
+        Some(Error::Broken {
+            reason: reason.clone(),
+        })
+    } else if state.shutdown {
+        Some(Error::Shutdown)
+    } else {
+        None
+    }
+}
+
+/// Forks a child that runs `f`, writes its reply frame and exits; returns its pid, a pidfd
+/// and the read end of its result pipe.
+fn fork_child<F, R>(f: F) -> io::Result<(i32, std::os::fd::OwnedFd, std::os::fd::OwnedFd)>
+where
+    F: FnOnce() -> R,
+    R: Payload,
+{
+    let (read, write) = sys::pipe()?;
+    // SAFETY: the child runs `f`, serializes its result, writes it to a pipe it owns and
+    // leaves through `exit_now`; the locks other threads may hold are the caller's
+    // responsibility, as `ProcessPool::fork` documents (a hang, bounded by `task_timeout`).
+    match unsafe { sys::fork() }? {
+        sys::Forked::Child => {
+            drop(read);
+            let reply = match wire::run_and_encode(f) {
+                Ok(bytes) => wire::Reply::Value(bytes),
+                Err(failure) => wire::Reply::Failed(failure),
+            };
+            let _ = sys::write_all(&write, &wire::reply_frame(0, &reply));
+            sys::exit_now(0)
+        }
+        sys::Forked::Parent(pid) => {
+            drop(write);
+            let watched = sys::set_nonblocking(&read).and_then(|()| sys::pidfd_open(pid));
+            match watched {
+                Ok(pidfd) => Ok((pid, pidfd, read)),
+                Err(error) => {
+                    sys::kill(pid, libc::SIGKILL);
+                    sys::reap(pid, true);
+                    Err(error)
+                }
+            }
+        }
+    }
+}
+
+impl FnExecutor for ProcessPool {
+    fn submit_fn<A, R>(&self, f: fn(A) -> R, arg: A) -> Future<R>
+    where
+        A: Payload,
+        R: Payload,
+    {
+        self.submit(f, arg)
+    }
+
+    /// One task, one round trip to a worker, for the whole chunk: what makes `map_fn` cheap
+    /// per item.
+    fn submit_fn_chunk<A, R>(&self, f: fn(A) -> R, items: Vec<A>) -> Future<Chunk<R>>
+    where
+        A: Payload,
+        R: Payload,
+    {
+        let (promise, future) = Promise::new();
+        let slot = Typed {
+            promise,
+            convert: wire::chunk_from_wire::<R>,
+        };
+        self.send(
+            wire::chunk_trampoline::<A, R>,
+            f as usize,
+            &items,
+            Box::new(slot),
+        );
+        future
+    }
+
+    fn max_workers(&self) -> usize {
+        self.workers
+    }
+}
+
+impl Drop for ProcessPool {
+    fn drop(&mut self) {
+        self.shutdown(true, false);
+    }
+}
+
+impl fmt::Debug for ProcessPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.shared.lock();
+        f.debug_struct("ProcessPool")
+            .field("max_workers", &self.workers)
+            .field("queued", &state.queue.len())
+            .field("shutdown", &state.shutdown)
+            .field("broken", &state.broken)
+            .finish()
+    }
+}
+
+/// The typed slot of a task whose result is an `R`.
+/// The promise of a task whose result travels as `W` and is handed out as `R`.
+struct Typed<W, R> {
+    promise: Promise<R>,
+    convert: fn(W) -> R,
+}
+
+impl<R> Typed<R, R> {
+    /// A task whose result travels as itself.
+    fn plain(promise: Promise<R>) -> Self {
+        Typed {
+            promise,
+            convert: std::convert::identity,
+        }
+    }
+}
+
+impl<W: Payload, R: Send + Sync + 'static> Slot for Typed<W, R> {
+    fn start(&mut self) -> bool {
+        self.promise.set_running_or_notify_cancel() == Ok(true)
+    }
+
+    fn cancel(mut self: Box<Self>) {
+        self.promise.cancel();
+    }
+
+    fn finish(mut self: Box<Self>, outcome: Result<Vec<u8>, Error>) {
+        let outcome = outcome.and_then(|bytes| wire::decode_result::<W>(&bytes));
+        // Fails only when the future was cancelled while still queued, which is fine.
+        let _ = match outcome {
+            Ok(value) => self.promise.set_result((self.convert)(value)),
+            Err(error) => self.promise.set_error(error),
+        };
+    }
+}

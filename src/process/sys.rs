@@ -1,0 +1,348 @@
+//! Thin wrappers over the system calls the process pool needs (pipes, `poll`, fd passing,
+//! `fork`, signals), so that the other modules stay free of `unsafe` and of errno handling.
+//!
+//! Every wrapper retries on `EINTR` where that is the right thing, and returns `io::Result`.
+//! File descriptors are owned through [`OwnedFd`], so a forgotten close is impossible in the
+//! parent; the children leave with `_exit` and never run destructors.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// Turns a `-1` return into the thread's `errno`.
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Turns a byte count of `-1` into the thread's `errno`.
+fn check_size(ret: isize) -> io::Result<usize> {
+    usize::try_from(ret).map_err(|_| io::Error::last_os_error())
+}
+
+/// Repeats `call` while it fails with `EINTR`.
+fn retry<T>(mut call: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match call() {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
+/// A pipe, `(read end, write end)`, both close-on-exec so that programs a task `exec`s do not
+/// keep a worker's channel open.
+pub(super) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid array of two ints for the kernel to fill.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// A connected pair of `SOCK_SEQPACKET` Unix sockets: message boundaries are kept and fds can
+/// travel with a message, which is what the fork server's channels need.
+pub(super) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid array of two ints for the kernel to fill.
+    check(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: socketpair succeeded, so both fds are open and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Makes reads and writes on `fd` return `WouldBlock` instead of blocking.
+pub(super) fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an fd we own, with integer arguments only.
+    let flags = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    // SAFETY: as above.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+    Ok(())
+}
+
+/// `read(2)`: 0 means end of file.
+pub(super) fn read(fd: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for `buf.len()` writable bytes.
+    retry(|| check_size(unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) }))
+}
+
+/// `write(2)`: may write less than `buf.len()` on a non-blocking fd.
+pub(super) fn write(fd: &impl AsRawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for `buf.len()` readable bytes.
+    retry(|| check_size(unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) }))
+}
+
+/// Writes all of `buf` to a blocking fd.
+pub(super) fn write_all(fd: &impl AsRawFd, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = write(fd, buf)?;
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
+/// `poll(2)` with a timeout in milliseconds (`-1`: none). An `EINTR` counts as "nothing
+/// ready": every caller loops anyway.
+pub(super) fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usize> {
+    // SAFETY: `fds` is a valid slice of pollfd structs for the kernel to update.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    match check(n) {
+        Ok(n) => Ok(n.unsigned_abs() as usize),
+        Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(0),
+        Err(error) => Err(error),
+    }
+}
+
+/// A `pollfd` asking for `events` on `fd`.
+pub(super) fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
+/// The most fds one message carries (a spawn request carries two).
+const MAX_FDS: usize = 2;
+
+/// Sends one message on a `SOCK_SEQPACKET` socket, with `fds` attached (`SCM_RIGHTS`).
+pub(super) fn send_with_fds(socket: &OwnedFd, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    assert!(fds.len() <= MAX_FDS, "at most {MAX_FDS} fds per message");
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr().cast_mut().cast(),
+        iov_len: data.len(),
+    };
+    let mut control = [0_u64; 8]; // aligned room for one cmsghdr with MAX_FDS ints
+    // SAFETY: an all-zero msghdr is a valid empty message; fields are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        let payload = std::mem::size_of_val(fds) as libc::c_uint;
+        msg.msg_control = control.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE is a pure size computation.
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(payload) } as _;
+        // SAFETY: msg_control points at `control`, which is larger than CMSG_SPACE(payload)
+        // and 8-aligned, so the first header and its data fit; we write exactly that much.
+        unsafe {
+            let header = libc::CMSG_FIRSTHDR(&msg);
+            (*header).cmsg_level = libc::SOL_SOCKET;
+            (*header).cmsg_type = libc::SCM_RIGHTS;
+            (*header).cmsg_len = libc::CMSG_LEN(payload) as _;
+            std::ptr::copy_nonoverlapping(
+                fds.as_ptr(),
+                libc::CMSG_DATA(header).cast::<RawFd>(),
+                fds.len(),
+            );
+        }
+    }
+    // SAFETY: `msg` points at live buffers (`iov`, `control`) for the whole call.
+    retry(|| check_size(unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) }))
+        .map(drop)
+}
+
+/// Receives one message from a `SOCK_SEQPACKET` socket into `buf`, appending the fds that came
+/// with it to `fds` (close-on-exec). Returns the message length; 0 is end of file. With
+/// `nonblocking`, an empty socket gives `WouldBlock` instead of waiting.
+pub(super) fn recv_with_fds(
+    socket: &OwnedFd,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    nonblocking: bool,
+) -> io::Result<usize> {
+    let flags = libc::MSG_CMSG_CLOEXEC | if nonblocking { libc::MSG_DONTWAIT } else { 0 };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut control = [0_u64; 8];
+    // SAFETY: an all-zero msghdr is a valid empty message; fields are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `msg` points at live, writable buffers for the whole call.
+    let n = retry(|| check_size(unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, flags) }))?;
+    // SAFETY: the kernel filled `control` and set msg_controllen; the CMSG macros walk only
+    // within it, and each SCM_RIGHTS int is an fd the kernel just installed for us alone.
+    unsafe {
+        let mut header = libc::CMSG_FIRSTHDR(&msg);
+        while !header.is_null() {
+            if (*header).cmsg_level == libc::SOL_SOCKET && (*header).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(header).cast::<RawFd>();
+                let bytes = (*header).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                for i in 0..bytes / std::mem::size_of::<RawFd>() {
+                    fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
+                }
+            }
+            header = libc::CMSG_NXTHDR(&msg, header);
+        }
+    }
+    Ok(n)
+}
+
+/// Sends `signal` to `pid`; a process that is already gone is not an error.
+pub(super) fn kill(pid: i32, signal: libc::c_int) {
+    // SAFETY: kill has no memory-safety preconditions. Its result is ignored on purpose:
+    // the only failure that can happen here is ESRCH, a process that already ended.
+    unsafe { libc::kill(pid, signal) };
+}
+
+/// The outcome of [`fork`].
+pub(super) enum Forked {
+    /// In the parent, with the child's pid.
+    Parent(i32),
+    /// In the child.
+    Child,
+}
+
+/// `fork(2)`.
+///
+/// # Safety
+///
+/// If the calling process runs other threads, the child has only the calling thread and every
+/// lock another thread held stays locked forever in it: the caller must make sure that what
+/// the child does cannot wait on such a lock (glibc resets its own malloc and stdio locks, so
+/// allocating is fine), and that the child ends with [`exit_now`], never returning into code
+/// that expects the parent's threads.
+pub(super) unsafe fn fork() -> io::Result<Forked> {
+    // SAFETY: the caller upholds the contract above.
+    match check(unsafe { libc::fork() })? {
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// Ends this process at once with `code`, without running destructors or `atexit` handlers,
+/// which belong to the parent's image and must not run twice. Flushes Rust's stdout first so
+/// that what a task printed is not lost.
+pub(super) fn exit_now(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    // SAFETY: _exit has no preconditions and does not return.
+    unsafe { libc::_exit(code) }
+}
+
+/// Makes the kernel SIGKILL this process when the thread that forked it ends, and closes the
+/// race where that happened before this call (then the parent is already someone else).
+pub(super) fn die_with_parent(parent: i32) {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a plain signal number.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } != parent {
+        exit_now(0);
+    }
+}
+
+/// This process's id.
+pub(super) fn getpid() -> i32 {
+    // SAFETY: getpid has no preconditions.
+    unsafe { libc::getpid() }
+}
+
+/// True when called on the thread whose id is the process id: the main thread.
+pub(super) fn on_main_thread() -> bool {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() == libc::getpid() }
+}
+
+/// Sets the disposition of `signal` to `SIG_DFL` or `SIG_IGN`.
+pub(super) fn set_signal(signal: libc::c_int, handler: libc::sighandler_t) {
+    // SAFETY: SIG_DFL and SIG_IGN are not function pointers, so no handler code is involved.
+    unsafe { libc::signal(signal, handler) };
+}
+
+/// Blocks (`block = true`) or unblocks `signal` for the calling thread.
+pub(super) fn mask_signal(signal: libc::c_int, block: bool) {
+    // SAFETY: the sigset is initialised by sigemptyset before use; both calls only read and
+    // write that local set and the thread's own mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        let how = if block {
+            libc::SIG_BLOCK
+        } else {
+            libc::SIG_UNBLOCK
+        };
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
+}
+
+/// A `signalfd` that becomes readable when SIGCHLD arrives. SIGCHLD must be blocked.
+pub(super) fn sigchld_fd() -> io::Result<OwnedFd> {
+    // SAFETY: the sigset is initialised before signalfd reads it.
+    let fd = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK)
+    };
+    // SAFETY: signalfd returned a new fd (check rejects -1) that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(check(fd)?) })
+}
+
+/// Reaps one ended child without blocking: `Some((pid, raw status))`, or `None` when no child
+/// has ended (or there are no children).
+pub(super) fn reap_any() -> Option<(i32, i32)> {
+    let mut status = 0;
+    // SAFETY: `status` is a valid int for the kernel to fill.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    (pid > 0).then_some((pid, status))
+}
+
+/// Reaps `pid`, waiting for it if `block`: `Some(raw status)` once it has ended.
+pub(super) fn reap(pid: i32, block: bool) -> Option<i32> {
+    let mut status = 0;
+    let flags = if block { 0 } else { libc::WNOHANG };
+    loop {
+        // SAFETY: `status` is a valid int for the kernel to fill.
+        let ret = unsafe { libc::waitpid(pid, &mut status, flags) };
+        if ret == -1 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        return (ret == pid).then_some(status);
+    }
+}
+
+/// A pidfd for `pid`: readable once that process has ended.
+pub(super) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: the pidfd_open system call takes two integers and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = check(fd as libc::c_int)?;
+    // SAFETY: the fd is new and owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// How a process ended, in words, from its raw `waitpid` status.
+pub(super) fn describe_status(status: i32) -> String {
+    if libc::WIFEXITED(status) {
+        format!("exited with code {}", libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        let signal = libc::WTERMSIG(status);
+        // SAFETY: strsignal returns a pointer to a static or thread-local string, valid until
+        // the next call on this thread; it is copied out at once.
+        let name = unsafe {
+            let text = libc::strsignal(signal);
+            if text.is_null() {
+                String::from("unknown signal")
+            } else {
+                std::ffi::CStr::from_ptr(text)
+                    .to_string_lossy()
+                    .into_owned()
+            }
+        };
+        format!("killed by signal {signal} ({name})")
+    } else {
+        format!("ended with raw wait status {status}")
+    }
+}

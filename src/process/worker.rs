@@ -1,0 +1,146 @@
+//! The worker process's loop: read a request frame, call its trampoline inside the worker's
+//! own rayon pool, write the reply frame, until the request pipe ends.
+//!
+//! A worker is a fork of the fork server, so it starts single-threaded with a copy of the
+//! program as it was when the server started. It leaves only through `_exit` (never by
+//! returning into the copy of `main`), on end of file when the pool retires it, or when the
+//! server dies (`PR_SET_PDEATHSIG`).
+//!
+//! rayon: the global pool of the program this is a copy of may exist in the image without
+//! its threads (they were not copied), and a `par_iter` on it never returns. So each task runs
+//! inside a pool built here, with this thread as its thread 0 (`use_current_thread`): the
+//! task runs inline, with no hand-off, and any `par_iter` in it uses this pool.
+
+use std::backtrace::{Backtrace, BacktraceStatus};
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::panic::catch_unwind;
+use std::sync::Mutex;
+
+use super::wire::{self, Failure, Reply, Trampoline};
+use super::{SPIN, sys};
+use std::time::Instant;
+
+/// The backtrace of the last panic in this worker, when backtraces are enabled
+/// (`RUST_BACKTRACE` / `RUST_LIB_BACKTRACE`, as for `std`'s own hook).
+static LAST_BACKTRACE: Mutex<Option<String>> = Mutex::new(None);
+
+/// Runs the worker; never returns.
+pub(super) fn run(request: OwnedFd, result: OwnedFd, initializer: usize, server: i32) -> ! {
+    sys::die_with_parent(server);
+    // The panic message travels to the parent inside the task's error; printing it here as
+    // well would only duplicate it on a terminal the parent may not even share.
+    std::panic::set_hook(Box::new(|_| {
+        let backtrace = Backtrace::capture();
+        if backtrace.status() == BacktraceStatus::Captured {
+            *LAST_BACKTRACE
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(backtrace.to_string());
+        }
+    }));
+    let mut output = File::from(result);
+    if initializer != 0 {
+        // SAFETY: the parent made `initializer` from a `fn()` of the program this process is
+        // a fork of (`ProcessPoolBuilder::initializer`), so it names that function here too.
+        let initializer = unsafe { std::mem::transmute::<usize, fn()>(initializer) };
+        if let Err(payload) = catch_unwind(initializer) {
+            let message = with_backtrace(wire::panic_message(payload));
+            let _ = output.write_all(&wire::reply_frame(0, &Reply::InitFailed(message)));
+            sys::exit_now(1);
+        }
+    }
+    let request = File::from(request);
+    let mut input = match sys::set_nonblocking(&request) {
+        Ok(()) => BufReader::with_capacity(64 * 1024, SpinRead(request)),
+        Err(_) => sys::exit_now(2),
+    };
+    // Built at the first task; `None` inside if the threads could not be started, and then
+    // tasks run directly (a worker that cannot start threads can still run plain tasks).
+    let mut rayon: Option<Option<rayon::ThreadPool>> = None;
+    loop {
+        let Some(body) = read_frame(&mut input) else {
+            sys::exit_now(0)
+        };
+        let Some(request) = wire::parse_request(&body) else {
+            // Not a frame of ours: the channel is corrupt, and the parent will see the exit.
+            sys::exit_now(2)
+        };
+        // SAFETY: the parent wrote this address from `wire::trampoline::<A, R>` cast to a
+        // `Trampoline` (`Task::new`), in the program this process is a fork of.
+        let trampoline = unsafe { std::mem::transmute::<usize, Trampoline>(request.trampoline) };
+        let pool = rayon.get_or_insert_with(|| {
+            rayon::ThreadPoolBuilder::new()
+                .use_current_thread()
+                .build()
+                .ok()
+        });
+        let call = || trampoline(request.func, request.arg);
+        let outcome = match pool {
+            Some(pool) => pool.install(call),
+            None => call(),
+        };
+        let reply = match outcome {
+            Ok(bytes) => Reply::Value(bytes),
+            Err(Failure::Panicked(message)) => {
+                Reply::Failed(Failure::Panicked(with_backtrace(message)))
+            }
+            Err(failure) => Reply::Failed(failure),
+        };
+        let frame = wire::reply_frame(request.id, &reply);
+        // Free the argument before the next read, as CPython's worker does.
+        drop(body);
+        if output.write_all(&frame).is_err() {
+            sys::exit_now(0)
+        }
+    }
+}
+
+/// Reads from the non-blocking request pipe, polling for [`SPIN`] before sleeping in `poll`:
+/// the next task usually arrives within microseconds of the last result.
+struct SpinRead(File);
+
+impl Read for SpinRead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let until = Instant::now() + SPIN;
+        loop {
+            match self.0.read(buf) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    if Instant::now() < until {
+                        std::thread::yield_now();
+                    } else {
+                        let mut fds = [sys::pollfd(self.0.as_raw_fd(), libc::POLLIN)];
+                        sys::poll(&mut fds, -1)?;
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Appends the backtrace the panic hook captured, if any, to a panic message.
+fn with_backtrace(message: String) -> String {
+    let taken = LAST_BACKTRACE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
+    match taken {
+        Some(backtrace) => format!(
+            "{message}\n\nbacktrace in worker {}:\n{backtrace}",
+            sys::getpid()
+        ),
+        None => message,
+    }
+}
+
+/// Reads one frame's body; `None` at end of file (or on a read error, which ends the worker
+/// the same way).
+fn read_frame(input: &mut impl Read) -> Option<Vec<u8>> {
+    let mut prefix = [0; wire::LEN_BYTES];
+    input.read_exact(&mut prefix).ok()?;
+    let len = wire::frame_len(&prefix)?;
+    let mut body = vec![0; len];
+    input.read_exact(&mut body).ok()?;
+    Some(body)
+}
