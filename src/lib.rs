@@ -157,6 +157,8 @@ mod error;
 mod executor;
 mod future;
 mod map;
+#[cfg(feature = "progress")]
+mod progress;
 mod sync;
 mod wait;
 
@@ -180,4 +182,6 @@ pub use future::{Awaiting, Future, Promise, State};
 #[cfg(not(loom))]
 pub use io::{IoPool, IoPoolBuilder};
 pub use map::{Chunk, Map, MapUnordered, ParMapExt, TARGET_CHUNK_TIME};
+#[cfg(feature = "progress")]
+pub use progress::Progress;
 pub use wait::{AsCompleted, DoneAndNotDone, ReturnWhen, as_completed, wait};
