@@ -77,10 +77,15 @@ fn main() -> Result<(), Box<dyn Error>> {
     let start = Instant::now();
     // Each URL is fetched on a pool thread; the results come back in input order. `par_map`
     // needs a `'static` closure, so each task gets its own clone of the agent.
-    let fetched = urls.iter().cloned().par_map(&pool, {
-        let agent = agent.clone();
-        move |url| fetch(&agent, &url)
-    });
+    let fetched = urls
+        .iter()
+        .cloned()
+        .par_map(&pool, {
+            let agent = agent.clone();
+            move |url| fetch(&agent, &url)
+        })
+        // One URL per task: a chunk of several would fetch them one after another.
+        .chunksize(1);
     for (url, outcome) in urls.iter().zip(fetched) {
         // `Err` here would be a panic inside `fetch`: report it like any other failure.
         let outcome = outcome.unwrap_or_else(|error| Outcome::Failed(error.to_string()));
