@@ -14,13 +14,16 @@
 //!
 //! # fn main() -> Result<(), Error> {
 //! let (promise, future) = Promise::new();
+//! // Slow work: it takes until `go` is dropped (a sleep would race a loaded machine).
+//! let (go, slow) = std::sync::mpsc::channel::<()>();
 //! std::thread::spawn(move || {
-//!     promise.run(|| {
-//!         std::thread::sleep(Duration::from_millis(20));
+//!     promise.run(move || {
+//!         let _ = slow.recv();
 //!         "hello"
 //!     })
 //! });
 //! assert_eq!(future.result_timeout(Duration::from_millis(1)), Err(Error::Timeout));
+//! drop(go);
 //! assert_eq!(*future.result()?, "hello");
 //! # Ok(())
 //! # }
