@@ -10,9 +10,9 @@ use crate::error::Error;
 
 /// The bar when the number of items is known: count, rate and time left.
 const BAR_TEMPLATE: &str =
-    "{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} ({per_sec}, ETA {eta}) {msg}";
+    "{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} ({per_sec:1}, ETA {eta}) {msg}";
 /// The bar when it is not (an input of unknown length): a spinner, the count and the rate.
-const SPINNER_TEMPLATE: &str = "{spinner} {elapsed_precise} {pos} done ({per_sec}) {msg}";
+const SPINNER_TEMPLATE: &str = "{spinner} {elapsed_precise} {pos} done ({per_sec:1}) {msg}";
 
 /// How often a drawn bar redraws by itself, so that the spinner and the clock move while
 /// the consumer waits for a slow item.
