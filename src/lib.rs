@@ -14,13 +14,16 @@
 //!
 //! # fn main() -> Result<(), Error> {
 //! let (promise, future) = Promise::new();
+//! // Slow work: it takes until `go` is dropped (a sleep would race a loaded machine).
+//! let (go, slow) = std::sync::mpsc::channel::<()>();
 //! std::thread::spawn(move || {
-//!     promise.run(|| {
-//!         std::thread::sleep(Duration::from_millis(20));
+//!     promise.run(move || {
+//!         let _ = slow.recv();
 //!         "hello"
 //!     })
 //! });
 //! assert_eq!(future.result_timeout(Duration::from_millis(1)), Err(Error::Timeout));
+//! drop(go);
 //! assert_eq!(*future.result()?, "hello");
 //! # Ok(())
 //! # }
@@ -162,6 +165,8 @@ mod error;
 mod executor;
 mod future;
 mod map;
+#[cfg(feature = "progress")]
+mod progress;
 mod sync;
 mod wait;
 
@@ -189,4 +194,6 @@ pub use io::{IoPool, IoPoolBuilder};
 pub use map::{Chunk, Map, MapUnordered, ParMapExt, TARGET_CHUNK_TIME};
 #[cfg(not(loom))]
 pub use process::ProcessPool;
+#[cfg(feature = "progress")]
+pub use progress::Progress;
 pub use wait::{AsCompleted, DoneAndNotDone, ReturnWhen, as_completed, wait};

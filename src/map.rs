@@ -162,6 +162,21 @@ impl<'a, I: Iterator, T> Feed<'a, I, T> {
         Some(item)
     }
 
+    /// How many results are left to yield, `queued` of them in submitted chunks not yet handed
+    /// out, if the input knows its exact length. A deadline may cut this short.
+    #[cfg(feature = "progress")]
+    fn remaining(&self, queued: usize) -> Option<usize> {
+        if self.finished {
+            return Some(0);
+        }
+        let input = match self.input.size_hint() {
+            _ if self.exhausted => 0,
+            (lower, Some(upper)) if lower == upper => lower,
+            _ => return None,
+        };
+        Some(input + queued + self.current.len())
+    }
+
     /// A chunk of no results (an empty `Vec` from a custom executor) is consumed at once.
     fn skip_empty(&mut self) {
         if self.current.len() == 0 {
@@ -205,6 +220,16 @@ macro_rules! options {
             self.feed.deadline = deadline_after(timeout);
             self
         }
+
+        /// Counts the results on a progress bar on standard error, with the count, the rate
+        /// and, when the input knows its exact length, the time left; nothing is drawn when
+        /// standard error is not a terminal. Call it last, after the other options. See
+        /// [`Progress`](crate::Progress).
+        #[cfg(feature = "progress")]
+        pub fn progress(self) -> crate::Progress<Self> {
+            let total = self.feed.remaining(self.queued_items());
+            crate::Progress::new(self, total)
+        }
     };
 }
 
@@ -242,6 +267,12 @@ impl<'a, I: Iterator, T> Map<'a, I, T> {
     }
 
     options!();
+
+    /// Items in submitted chunks not yet handed out.
+    #[cfg(feature = "progress")]
+    fn queued_items(&self) -> usize {
+        self.queue.iter().map(|(_, len)| len).sum()
+    }
 
     fn cancel_all(&mut self) {
         for (future, _) in self.queue.drain(..) {
@@ -333,6 +364,12 @@ impl<'a, I: Iterator, T> MapUnordered<'a, I, T> {
     }
 
     options!();
+
+    /// Items in submitted chunks not yet handed out.
+    #[cfg(feature = "progress")]
+    fn queued_items(&self) -> usize {
+        self.lengths.values().sum()
+    }
 }
 
 impl<I: Iterator, T> Iterator for MapUnordered<'_, I, T> {

@@ -288,6 +288,39 @@ impl<T> AsCompleted<T> {
         self.total
     }
 
+    /// Counts the futures on a progress bar on standard error, with the count, the rate and
+    /// the time left; nothing is drawn when standard error is not a terminal. The total is the
+    /// futures not yet yielded. See [`Progress`](crate::Progress).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, Promise, as_completed};
+    ///
+    /// # fn main() -> Result<(), Error> {
+    /// let (promises, futures): (Vec<_>, Vec<_>) = (0..3).map(|_| Promise::new()).unzip();
+    /// for (i, promise) in promises.into_iter().enumerate() {
+    ///     std::thread::spawn(move || promise.run(|| i));
+    /// }
+    /// let mut done = as_completed(futures, None).progress();
+    /// assert_eq!(done.total(), Some(3));
+    /// for future in done.by_ref() {
+    ///     future?;
+    /// }
+    /// assert_eq!(done.position(), 3);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "progress")]
+    pub fn progress(self) -> crate::Progress<Self> {
+        let left = if self.timed_out {
+            0
+        } else {
+            self.ready.len() + self.unfinished
+        };
+        crate::Progress::new(self, Some(left))
+    }
+
     /// Blocks until some futures completed or the deadline passed, and moves the completed
     /// ones from the shared queue into `ready`; false if none.
     fn collect_completed(&mut self) -> bool {

@@ -202,3 +202,41 @@ fn panicking_initializer_breaks_the_pool() {
     };
     assert!(reason.contains("no config"), "{reason}");
 }
+
+/// A burst of tiny tasks leaves threads idle with submits' claims on them; those claims must
+/// not keep a sleeping thread from being woken later, or the pool runs on fewer threads than
+/// it has (it did: after one 10 000-task gather, a 2-worker pool ran on one thread until
+/// keep-alive woke the other).
+#[test]
+fn every_thread_still_takes_work_after_a_burst_of_tiny_tasks() {
+    let pool = IoPool::builder()
+        .max_workers(2)
+        .keep_alive(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        let burst: Vec<_> = (0..10_000_u32).map(|i| pool.submit(move || i)).collect();
+        for future in burst {
+            future.result_timeout(LONG).unwrap();
+        }
+        // Two tasks that each wait (bounded) for the other to start: both finish together
+        // only if two threads take them.
+        let started = Arc::new(AtomicUsize::new(0));
+        let rendezvous: Vec<_> = (0..2)
+            .map(|_| {
+                let started = Arc::clone(&started);
+                pool.submit(move || {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    let deadline = Instant::now() + LONG;
+                    while started.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    started.load(Ordering::SeqCst) == 2
+                })
+            })
+            .collect();
+        for future in rendezvous {
+            assert_eq!(future.result_timeout(LONG * 2), Ok(&true));
+        }
+    }
+}

@@ -243,6 +243,14 @@ impl Shared {
                 threads.leave_idle(self);
                 return Next::Exit;
             }
+            // The queue is empty, so every task a submit claimed an idle thread for has been
+            // taken, by this thread or a busy one. A claim left standing would keep later
+            // submits from waking this thread (they see no idle one) while it sleeps: the pool
+            // would run on fewer threads than it has. Turn such claims back into idle threads.
+            if threads.claimed > 0 {
+                threads.idle += std::mem::take(&mut threads.claimed);
+                self.idle.store(threads.idle, Ordering::SeqCst);
+            }
             let left = keep_until.map(|until| until.saturating_duration_since(Instant::now()));
             if left == Some(Duration::ZERO) {
                 if threads.claimed > 0 {

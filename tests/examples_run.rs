@@ -1,0 +1,194 @@
+//! Runs every example once, as `cargo run --example NAME` would, so that none of them rots: each
+//! must exit successfully and print the outcomes it exists to show. Output is checked for what
+//! does not depend on timing; how fast things went is the examples' business, not the tests'.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Time for one example, including building it if `cargo test` did not already.
+const BOUND: Duration = Duration::from_secs(300);
+
+/// Runs example `name` with `args` and returns its standard output; panics with both streams
+/// if it fails or outlives [`BOUND`].
+fn run_example(name: &str, args: &[&str]) -> String {
+    let mut command = Command::new(env!("CARGO"));
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["run", "--quiet", "--example", name]);
+    // The same features as this test, so cargo reuses the examples it has just built.
+    if cfg!(feature = "progress") {
+        command.args(["--features", "progress"]);
+    }
+    let mut child = command
+        .arg("--")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cargo runs");
+    // Drain both pipes while waiting, so a chatty example cannot block on a full pipe.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut text = String::new();
+            pipe.read_to_string(&mut text).map(|_| text)
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped")));
+
+    let deadline = Instant::now() + BOUND;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waitable") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("example {name} still running after {BOUND:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = stdout.join().expect("reader").expect("UTF-8 stdout");
+    let stderr = stderr.join().expect("reader").expect("UTF-8 stderr");
+    assert!(
+        status.success(),
+        "example {name} failed with {status}\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    stdout
+}
+
+fn assert_contains(output: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(
+            output.contains(needle),
+            "{needle:?} missing from:\n{output}"
+        );
+    }
+}
+
+#[test]
+fn quickstart() {
+    assert_contains(&run_example("quickstart", &[]), &["Hello, world!"]);
+}
+
+#[test]
+fn scraper_reports_every_kind_of_outcome() {
+    let output = run_example("scraper", &[]);
+    assert_contains(
+        &output,
+        &[
+            "sequential:",
+            "concurrent, on an IoPool",
+            "200 OK",
+            "/status/404        404 error",
+            "/status/500        500 error",
+            "/delay/2000        timed out",
+            "faster",
+        ],
+    );
+}
+
+#[test]
+fn callbacks_carry_each_page_through_every_stage() {
+    let output = run_example("callbacks", &[]);
+    assert_eq!(
+        output.matches("saved; pipeline done").count(),
+        4,
+        "{output}"
+    );
+    assert_eq!(output.matches(" saved as ").count(), 4, "{output}");
+    assert_contains(&output, &["missing  not saved: fetch: 404 not found"]);
+}
+
+#[test]
+fn wait_and_as_completed_shows_each_condition() {
+    let output = run_example("wait_and_as_completed", &[]);
+    assert_contains(
+        &output,
+        &[
+            "wait(FirstCompleted)",
+            "wait(FirstException)",
+            "error: task panicked: disk full",
+            "wait(AllCompleted) with a 400 ms timeout",
+            "cancel the 900 ms task? false",
+            "timed out",
+            "(of 4) futures unfinished",
+        ],
+    );
+}
+
+#[test]
+fn file_processor_demo_retries_times_out_and_reports_bad_files() {
+    let output = run_example("file_processor", &[]);
+    assert_contains(
+        &output,
+        &[
+            "Analyze on 15 .txt files",
+            "FAILED latin1.txt after 1 try",
+            "FAILED slow.txt after 3 tries: took longer than",
+            "(1 after a retry), 2 failed",
+        ],
+    );
+    assert!(!output.contains("notes.md"), "{output}");
+}
+
+#[test]
+fn file_processor_transforms_a_folder_into_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("in"), dir.path().join("out"));
+    std::fs::create_dir_all(input.join("sub")).unwrap();
+    std::fs::write(input.join("a.log"), "abc def\nxyz\n").unwrap();
+    std::fs::write(input.join("sub/b.log"), "hello\n").unwrap();
+    std::fs::write(input.join("c.txt"), "other extension\n").unwrap();
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+
+    let printed = run_example(
+        "file_processor",
+        &[&path(&input), "log", "reverse", &path(&output)],
+    );
+    assert_contains(&printed, &["2 ok", "0 failed"]);
+    let read = |p: &str| std::fs::read_to_string(output.join(p)).unwrap();
+    assert_eq!(read("a.log"), "fed cba\nzyx\n");
+    assert_eq!(read("sub/b.log"), "olleh\n");
+    assert!(!output.join("c.txt").exists());
+    // The input folder is left as it was.
+    assert_eq!(std::fs::read_dir(&input).unwrap().count(), 3);
+}
+
+#[test]
+fn compare_prints_every_backend_and_workload() {
+    let table = run_example("compare", &["--quick"]);
+    assert_contains(
+        &table,
+        &[
+            "CpuPool",
+            "IoPool",
+            "ProcessPool",
+            "sequential",
+            "rayon",
+            "thread::scope",
+            "CPython",
+        ],
+    );
+    assert_contains(
+        &table,
+        &[
+            "round trip",
+            "gather 10k",
+            "par_map 1M trivial",
+            "cpu 32x10ms",
+            "io 200x10ms",
+        ],
+    );
+    let json = run_example("compare", &["--quick", "--json"]);
+    assert!(
+        json.trim_start().starts_with('[') && json.trim_end().ends_with(']'),
+        "{json}"
+    );
+    // One object per cell: 5 workloads on 6 backends (CPython is skipped in quick mode).
+    assert_eq!(json.matches("\"median_seconds\":").count(), 30, "{json}");
+}
