@@ -1,118 +1,43 @@
-//! Python's `concurrent.futures` for Rust: [`Future`], [`wait`], [`as_completed`], and
-//! executors that hand out futures.
+//! Python's `concurrent.futures` for Rust: executors that hand out [`Future`]s, [`wait`] and
+//! [`as_completed`] over many of them, and lazy parallel maps over any iterator.
 //!
 //! # From the top
 //!
-//! A [`Future`] is the result of work that may not have finished. Something completes it
-//! through its [`Promise`]: an executor, or your own thread. Readers block on
-//! [`Future::result`], give up after a while with [`Future::result_timeout`], move the value
-//! out with [`Future::into_result`], `.await` it, or hang a callback on it.
+//! Submit a closure to a pool, get a [`Future`], read its result when you need it: block
+//! with [`Future::result`], give up after a while with [`Future::result_timeout`], or move
+//! the value out with [`Future::into_result`].
 //!
 //! ```
-//! use concurrent_futures::{Error, Promise};
-//! use std::time::Duration;
+//! use concurrent_futures::{CpuPool, Error, Executor};
 //!
 //! # fn main() -> Result<(), Error> {
-//! let (promise, future) = Promise::new();
-//! // Slow work: it takes until `go` is dropped (a sleep would race a loaded machine).
-//! let (go, slow) = std::sync::mpsc::channel::<()>();
-//! std::thread::spawn(move || {
-//!     promise.run(move || {
-//!         let _ = slow.recv();
-//!         "hello"
-//!     })
-//! });
-//! assert_eq!(future.result_timeout(Duration::from_millis(1)), Err(Error::Timeout));
-//! drop(go);
-//! assert_eq!(*future.result()?, "hello");
+//! let pool = CpuPool::new(2);
+//! let answer = pool.submit(|| (1..=10_u64).product::<u64>());
+//! // ... do something else meanwhile ...
+//! assert_eq!(*answer.result()?, 3_628_800);
+//! assert_eq!(answer.into_result()?, 3_628_800); // the value itself, no Clone needed
 //! # Ok(())
 //! # }
 //! ```
 //!
 //! # Errors are values
 //!
-//! A task that panics does not take anything down: its future holds [`Error::Panicked`] with
-//! the panic message, and every reader gets a copy.
+//! A task that panics takes nothing down: its future holds [`Error::Panicked`] with the panic
+//! message, and every reader gets a copy. [`Error`] has one variant per way a result can fail:
+//! cancelled, timed out, panicked, pool broken, worker process died, submitted after shutdown.
 //!
 //! ```
-//! use concurrent_futures::{Error, Executor, InlineExecutor};
+//! use concurrent_futures::{Error, Executor, IoPool};
+//! use std::time::Duration;
 //!
-//! let executor = InlineExecutor::new();
-//! let future = executor.submit(|| -> u32 { panic!("no luck") });
-//! assert_eq!(future.result(), Err(Error::Panicked { message: "no luck".into() }));
+//! let pool = IoPool::new(4);
+//! let failed = pool.submit(|| -> u32 { panic!("no luck") });
+//! assert_eq!(failed.result(), Err(Error::Panicked { message: "no luck".into() }));
+//! let slow = pool.submit(|| std::thread::sleep(Duration::from_millis(200)));
+//! assert_eq!(slow.result_timeout(Duration::ZERO), Err(Error::Timeout)); // it goes on
+//! pool.shutdown(true, false);
+//! assert_eq!(pool.submit(|| 1).result(), Err(Error::Shutdown));
 //! ```
-//!
-//! # Cancelling
-//!
-//! [`Future::cancel`] works until a worker starts the task; then the task runs to the end.
-//! A cancelled future is done, and wakes whoever waits on it.
-//!
-//! ```
-//! use concurrent_futures::{Error, Promise};
-//!
-//! let (mut promise, future) = Promise::<u8>::new();
-//! assert!(future.cancel());
-//! assert_eq!(promise.set_running_or_notify_cancel(), Ok(false)); // the worker skips it
-//! assert_eq!(future.result(), Err(Error::Cancelled));
-//! ```
-//!
-//! # Many futures
-//!
-//! [`wait`] splits futures into done and not done once a [`ReturnWhen`] condition holds;
-//! [`as_completed`] yields them as they finish.
-//!
-//! ```
-//! use concurrent_futures::{Error, Promise, ReturnWhen, as_completed, wait};
-//!
-//! # fn main() -> Result<(), Error> {
-//! let futures: Vec<_> = (1..=4_u64)
-//!     .map(|n| {
-//!         let (promise, future) = Promise::new();
-//!         std::thread::spawn(move || promise.run(move || n * n));
-//!         future
-//!     })
-//!     .collect();
-//! let split = wait(&futures, None, ReturnWhen::AllCompleted);
-//! assert_eq!(split.done.len(), 4);
-//! drop(split);
-//! let mut sum = 0;
-//! for future in as_completed(futures, None) {
-//!     sum += future?.into_result()?;
-//! }
-//! assert_eq!(sum, 1 + 4 + 9 + 16);
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! # Executors
-//!
-//! [`Executor`] runs closures, [`FnExecutor`] runs plain functions on serializable arguments
-//! (the form that can cross into a worker process). [`InlineExecutor`] runs each task in the
-//! caller's thread, for tests and debugging.
-//!
-//! Two thread pools implement both: [`CpuPool`] runs CPU-bound closures on rayon (its own pool
-//! or the global one), and a task there may wait on another task of the same pool without a
-//! deadlock; [`IoPool`] runs blocking work on plain threads, started when no idle one can take
-//! a task (up to `max_workers`) and retired when idle. Their builders return a [`BuildError`]
-//! instead of panicking.
-//!
-//! ```
-//! use concurrent_futures::{CpuPool, Executor, IoPool};
-//!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let io = IoPool::builder().max_workers(8).build()?;
-//! let cpu = CpuPool::new(2);
-//! let text = io.submit(|| "3 4 5".to_owned()).into_result()?;
-//! let sum = cpu.submit(move || text.split(' ').map(|n| n.parse::<u32>()).sum::<Result<u32, _>>());
-//! assert_eq!(sum.into_result()??, 12);
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! [`ProcessPool`] runs plain functions in pre-forked worker processes, for isolation: a task
-//! that panics, aborts or segfaults fails its own future and nothing else. Call
-//! [`process::init`] at the top of `main` so that workers are forked from a single-threaded
-//! fork server; the [`process`] module docs tell the rest.
 //!
 //! # Parallel maps
 //!
@@ -143,6 +68,151 @@
 //! # }
 //! ```
 //!
+//! # Many futures
+//!
+//! [`wait`] splits futures into done and not done once a [`ReturnWhen`] condition holds (or a
+//! timeout passes); [`as_completed`] yields them as they finish.
+//!
+//! ```
+//! use concurrent_futures::{Error, Executor, IoPool, ReturnWhen, as_completed, wait};
+//! use std::time::Duration;
+//!
+//! # fn main() -> Result<(), Error> {
+//! let pool = IoPool::new(4);
+//! let futures: Vec<_> = (1..=4_u64).map(|n| pool.submit(move || n * n)).collect();
+//! let split = wait(&futures, None, ReturnWhen::AllCompleted);
+//! assert_eq!((split.done.len(), split.not_done.len()), (4, 0));
+//! drop(split);
+//! let mut sum = 0;
+//! for future in as_completed(futures, Some(Duration::from_secs(10))) {
+//!     sum += future?.into_result()?;
+//! }
+//! assert_eq!(sum, 1 + 4 + 9 + 16);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Cancelling
+//!
+//! [`Future::cancel`] works until a worker starts the task; then the task runs to the end.
+//! A cancelled future is done, wakes whoever waits on it, and its task never runs.
+//! `shutdown(wait, cancel_futures = true)` cancels everything still queued.
+//!
+//! ```
+//! use concurrent_futures::{Error, Executor, IoPool};
+//!
+//! let pool = IoPool::new(1);
+//! let (release, blocker) = std::sync::mpsc::channel::<()>();
+//! let busy = pool.submit(move || blocker.recv().is_ok()); // holds the only worker
+//! let queued = pool.submit(|| "never runs");
+//! assert!(queued.cancel());
+//! assert_eq!(queued.result(), Err(Error::Cancelled));
+//! drop(release);
+//! assert_eq!(busy.result(), Ok(&false));
+//! ```
+//!
+//! # Choosing a backend
+//!
+//! | work | backend | why |
+//! | --- | --- | --- |
+//! | CPU-bound closures | [`CpuPool`] | rayon's work-stealing threads; a task may wait on another task of its pool without a deadlock |
+//! | blocking I/O: files, sockets, sleeps, subprocesses | [`IoPool`] | plain threads, started on demand up to `max_workers` (default `min(32, cores + 4)`), retired when idle |
+//! | isolation: code that may crash, leak or must not share a heap | [`ProcessPool`] | pre-forked worker processes; a segfault fails one future, a new worker takes over |
+//! | tests, debugging | [`InlineExecutor`] | runs each task in the caller's thread |
+//!
+//! `cargo run --release --example compare` measures them side by side on your machine. All of
+//! them implement [`FnExecutor`] (a plain function on a serializable argument), so code
+//! written against it runs on any backend; the thread pools also implement [`Executor`]
+//! (closures).
+//!
+//! # Processes
+//!
+//! A [`ProcessPool`] runs a plain function (`fn(A) -> R`, with `A` and `R` serializable) in a
+//! worker process forked from this program. Call [`process::init`] first thing in `main`, while
+//! the program has no other thread: workers are then forked from a single-threaded fork
+//! server. Workers that die are replaced; the task they held fails with
+//! [`Error::WorkerDied`].
+//!
+//! ```
+//! use concurrent_futures::{Error, FnExecutor, ProcessPool, process};
+//!
+//! fn collatz_steps(mut n: u64) -> u32 {
+//!     let mut steps = 0;
+//!     while n != 1 {
+//!         n = if n % 2 == 0 { n / 2 } else { 3 * n + 1 };
+//!         steps += 1;
+//!     }
+//!     steps
+//! }
+//!
+//! fn crash(_: ()) -> u8 {
+//!     std::process::abort()
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     process::init()?;
+//!     let pool = ProcessPool::new(2)?;
+//!     assert_eq!(pool.submit(collatz_steps, 27).into_result()?, 111);
+//!     let steps: Vec<u32> = pool.map_fn(collatz_steps, 1..=5).collect::<Result<_, _>>()?;
+//!     assert_eq!(steps, [0, 1, 7, 2, 5]);
+//!     assert!(matches!(pool.submit(crash, ()).into_result(), Err(Error::WorkerDied { .. })));
+//!     assert_eq!(pool.submit(collatz_steps, 6).into_result()?, 8); // a new worker took over
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Async
+//!
+//! A [`Future`] is also a `std::future::IntoFuture`: `.await` it in any runtime. It resolves
+//! to what [`Future::into_result`] gives, woken through the task's `Waker` (no polling thread).
+//!
+//! ```
+//! use concurrent_futures::{CpuPool, Error, Executor};
+//!
+//! async fn sum_on(pool: &CpuPool) -> Result<u64, Error> {
+//!     let a = pool.submit(|| (1..=100_u64).sum::<u64>());
+//!     let b = pool.submit(|| (101..=200_u64).sum::<u64>());
+//!     Ok(a.await? + b.await?)
+//! }
+//! # // A minimal `block_on`, so that this example needs no runtime.
+//! # fn block_on<F: std::future::Future>(future: F) -> F::Output {
+//! #     struct Unpark(std::thread::Thread);
+//! #     impl std::task::Wake for Unpark {
+//! #         fn wake(self: std::sync::Arc<Self>) { self.0.unpark() }
+//! #     }
+//! #     let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+//! #     let mut cx = std::task::Context::from_waker(&waker);
+//! #     let mut future = std::pin::pin!(future);
+//! #     loop {
+//! #         if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) { return out; }
+//! #         std::thread::park();
+//! #     }
+//! # }
+//!
+//! # fn main() -> Result<(), Error> {
+//! let pool = CpuPool::new(2);
+//! assert_eq!(block_on(sum_on(&pool))?, 20_100);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Your own executor
+//!
+//! The completing side of a future is a [`Promise`]: [`Promise::run`] runs a closure and
+//! completes the future with its value or its panic; a dropped promise completes it with
+//! [`Error::Broken`], so nobody waits forever on lost work.
+//!
+//! ```
+//! use concurrent_futures::{Error, Promise};
+//!
+//! # fn main() -> Result<(), Error> {
+//! let (promise, future) = Promise::new();
+//! std::thread::spawn(move || promise.run(|| "from my own thread"));
+//! assert_eq!(future.into_result()?, "from my own thread");
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Where this differs from CPython
 //!
 //! * A cancelled future counts as done for [`wait`] and [`as_completed`] at once (CPython
@@ -152,6 +222,8 @@
 //! * Errors are values of one enum, [`Error`], not exceptions of several classes.
 //! * `map` pulls nothing before the first `next()`, goes on past failing items (CPython
 //!   main's rule), and chunks work for thread pools too.
+//! * A [`ProcessPool`] replaces a worker that died instead of breaking the whole pool (ask for
+//!   CPython's behaviour with `OnWorkerDeath::BreakPool`).
 
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
