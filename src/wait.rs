@@ -94,8 +94,9 @@ impl Listener for Countdown {
 ///
 /// Clones of one future count once. `timeout: None` waits as long as it takes. A time-out is
 /// not an error: you get the split as it stands. [`ReturnWhen::FirstException`] ignores
-/// cancelled futures. A cancelled future is done (see the [module docs](self) for how this
-/// differs from CPython).
+/// cancelled futures. A cancelled future is done from the moment it is cancelled; CPython
+/// counts it only once its executor acknowledges the cancel, so its `wait` blocks until the
+/// timeout on futures cancelled by `shutdown(cancel_futures=True)` (gh-92001).
 ///
 /// # Examples
 ///
