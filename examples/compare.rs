@@ -446,47 +446,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (n, workload) in WORKLOADS.iter().enumerate() {
         eprintln!("[{}/{}] {} ...", n + 1, WORKLOADS.len() + 1, workload.name);
         let items = size(workload.items);
-        if workload.name.starts_with("io") {
-            // "With 50 workers", for every backend that has workers.
-            let (cpu, io, process) = (CpuPool::new(50), IoPool::new(50), ProcessPool::new(50)?);
-            record(
-                workload.name,
-                "CpuPool",
-                on_pool(&cpu, workload, spin_iterations),
-                items,
-            );
-            record(
-                workload.name,
-                "IoPool",
-                on_pool(&io, workload, spin_iterations),
-                items,
-            );
-            record(
-                workload.name,
-                "ProcessPool",
-                on_pool(&process, workload, spin_iterations),
-                items,
-            );
+        // "With 50 workers" for the I/O workload, for every backend that has workers.
+        let fifty;
+        let (cpu, io, process) = if workload.name.starts_with("io") {
+            fifty = (CpuPool::new(50), IoPool::new(50), ProcessPool::new(50)?);
+            (&fifty.0, &fifty.1, &fifty.2)
         } else {
-            record(
-                workload.name,
-                "CpuPool",
-                on_pool(&cpu2, workload, spin_iterations),
-                items,
-            );
-            record(
-                workload.name,
-                "IoPool",
-                on_pool(&io2, workload, spin_iterations),
-                items,
-            );
-            record(
-                workload.name,
-                "ProcessPool",
-                on_pool(&process2, workload, spin_iterations),
-                items,
-            );
-        }
+            (&cpu2, &io2, &process2)
+        };
+        record(
+            workload.name,
+            "CpuPool",
+            on_pool(cpu, workload, spin_iterations),
+            items,
+        );
+        record(
+            workload.name,
+            "IoPool",
+            on_pool(io, workload, spin_iterations),
+            items,
+        );
+        record(
+            workload.name,
+            "ProcessPool",
+            on_pool(process, workload, spin_iterations),
+            items,
+        );
         record(
             workload.name,
             "sequential",
