@@ -159,6 +159,69 @@ fn file_processor_transforms_a_folder_into_another() {
     assert_eq!(std::fs::read_dir(&input).unwrap().count(), 3);
 }
 
+const IMAGE_BACKENDS: [&str; 3] = ["sequential", "CpuPool", "ProcessPool"];
+
+#[test]
+fn images_demo_thumbnails_on_every_backend() {
+    let output = run_example("images", &["--quick"]);
+    for backend in IMAGE_BACKENDS {
+        assert_contains(
+            &output,
+            &[&format!("{backend}: 6 thumbnails written, 1 failed")],
+        );
+    }
+    assert_eq!(
+        output
+            .matches("broken.png: Format error decoding Png")
+            .count(),
+        3,
+        "{output}"
+    );
+    assert_contains(
+        &output,
+        &["every backend made the same thumbnails", "images/s"],
+    );
+}
+
+#[test]
+fn images_thumbnails_a_folder_into_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("in"), dir.path().join("out"));
+    std::fs::create_dir(&input).unwrap();
+    let names = ["a.png", "b.png", "c.PNG"];
+    for (i, name) in (0u32..).zip(names) {
+        // A busy pattern, so that the original does not compress to less than its thumbnail.
+        let image = image::RgbImage::from_fn(300 + i, 200, |x, y| {
+            let v = (x ^ y.wrapping_mul(31)).wrapping_mul(2_654_435_761);
+            image::Rgb([(v >> 24) as u8, (v >> 16) as u8, (v >> 8) as u8])
+        });
+        image.save(input.join(name)).unwrap();
+    }
+    std::fs::write(input.join("bad.png"), "not an image\n").unwrap();
+    std::fs::write(input.join("notes.txt"), "not a .png file: skipped\n").unwrap();
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+
+    let printed = run_example("images", &[&path(&input), &path(&output)]);
+    for backend in IMAGE_BACKENDS {
+        assert_contains(
+            &printed,
+            &[&format!("{backend}: 3 thumbnails written, 1 failed")],
+        );
+        for name in names {
+            let thumbnail = output.join(backend).join(name);
+            let (width, height) = image::image_dimensions(&thumbnail).unwrap();
+            assert_eq!(width.max(height), 128, "{}", thumbnail.display());
+            let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+            assert!(size(&thumbnail) < size(&input.join(name)), "{name}");
+        }
+        assert!(!output.join(backend).join("bad.png").exists());
+    }
+    assert_eq!(printed.matches("bad.png: ").count(), 3, "{printed}");
+    assert!(!printed.contains("notes.txt"), "{printed}");
+    // The input folder is left as it was.
+    assert_eq!(std::fs::read_dir(&input).unwrap().count(), 5);
+}
+
 #[test]
 fn compare_prints_every_backend_and_workload() {
     let table = run_example("compare", &["--quick"]);
