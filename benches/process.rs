@@ -6,7 +6,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use concurrent_futures::{ProcessPool, process};
+use concurrent_futures::{FnExecutor, ProcessPool, process};
 use criterion::{BenchmarkId, Criterion, Throughput};
 
 fn trivial(x: u64) -> u64 {
@@ -76,6 +76,25 @@ fn submit_then_gather(c: &mut Criterion) {
     group.finish();
 }
 
+/// `map_fn` over trivial items in chunks of 256: one round trip to a worker per chunk.
+fn map_chunks(c: &mut Criterion) {
+    const ITEMS: u64 = 100_000;
+    let pool = ProcessPool::new(2).unwrap();
+    let mut group = c.benchmark_group("process/map_100k_trivial");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(ITEMS));
+    group.bench_function("chunksize_256", |b| {
+        b.iter(|| {
+            pool.map_fn(trivial, 0..ITEMS)
+                .chunksize(256)
+                .map(|r| r.unwrap())
+                .fold(0_u64, u64::wrapping_add)
+        })
+    });
+    group.finish();
+}
+
 fn cpu_bound(c: &mut Criterion) {
     const TASKS: usize = 32;
     let iterations = calibrate(Duration::from_millis(10));
@@ -108,6 +127,7 @@ fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     round_trip(&mut criterion);
     submit_then_gather(&mut criterion);
+    map_chunks(&mut criterion);
     cpu_bound(&mut criterion);
     criterion.final_summary();
 }

@@ -53,9 +53,11 @@ pub(super) struct Shared {
     /// Why the pool is broken, once an initializer failed.
     broken: OnceLock<String>,
     threads: Mutex<Threads>,
-    /// Mirrors of `Threads::idle` and `Threads::count`, for the lock-free path of a submit.
+    /// Mirrors of `Threads::idle`, `Threads::count` and `Threads::sleeping`, for the
+    /// lock-free path of a submit.
     idle: AtomicUsize,
     count: AtomicUsize,
+    sleeping: AtomicUsize,
     wake: Condvar,
 }
 
@@ -122,6 +124,7 @@ impl Shared {
             threads: Mutex::new(Threads::default()),
             idle: AtomicUsize::new(0),
             count: AtomicUsize::new(0),
+            sleeping: AtomicUsize::new(0),
             wake: Condvar::new(),
         }
     }
@@ -139,6 +142,7 @@ impl Shared {
         fence(Ordering::SeqCst);
         if self.idle.load(Ordering::SeqCst) == 0
             && self.count.load(Ordering::SeqCst) >= self.config.max_workers
+            && self.sleeping.load(Ordering::SeqCst) == 0
         {
             return;
         }
@@ -152,6 +156,13 @@ impl Shared {
             }
         } else if threads.count < self.config.max_workers {
             self.spawn(threads);
+        } else if threads.sleeping > 0 {
+            // A thread a submit claimed earlier may have found that task taken by a busy
+            // thread and gone to sleep, still counted as claimed: no idle thread is left to
+            // claim, yet one sleeps. Without this wake-up the pool ran on fewer threads than
+            // it has (after one 10 000-task burst, a 2-worker pool used one thread until
+            // keep-alive woke the other).
+            self.wake.notify_one();
         }
     }
 
@@ -243,14 +254,6 @@ impl Shared {
                 threads.leave_idle(self);
                 return Next::Exit;
             }
-            // The queue is empty, so every task a submit claimed an idle thread for has been
-            // taken, by this thread or a busy one. A claim left standing would keep later
-            // submits from waking this thread (they see no idle one) while it sleeps: the pool
-            // would run on fewer threads than it has. Turn such claims back into idle threads.
-            if threads.claimed > 0 {
-                threads.idle += std::mem::take(&mut threads.claimed);
-                self.idle.store(threads.idle, Ordering::SeqCst);
-            }
             let left = keep_until.map(|until| until.saturating_duration_since(Instant::now()));
             if left == Some(Duration::ZERO) {
                 if threads.claimed > 0 {
@@ -271,6 +274,16 @@ impl Shared {
                 return Next::Work;
             }
             threads.sleeping += 1;
+            self.sleeping.store(threads.sleeping, Ordering::SeqCst);
+            // Look once more after saying we sleep: a submit that pushed before seeing
+            // `sleeping` is seen here, and one that pushes later sees `sleeping` and wakes us
+            // (it takes the lock we hold until `wait` releases it, so its wake-up is not lost).
+            fence(Ordering::SeqCst);
+            if !self.queue.is_empty() {
+                threads.sleeping -= 1;
+                self.sleeping.store(threads.sleeping, Ordering::SeqCst);
+                continue;
+            }
             threads = match left {
                 Some(left) => {
                     self.wake
@@ -284,6 +297,7 @@ impl Shared {
                     .unwrap_or_else(|poisoned| poisoned.into_inner()),
             };
             threads.sleeping -= 1;
+            self.sleeping.store(threads.sleeping, Ordering::SeqCst);
         }
     }
 
