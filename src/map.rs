@@ -189,7 +189,10 @@ impl<'a, I: Iterator, T> Feed<'a, I, T> {
 macro_rules! options {
     () => {
         /// Puts `n` items in each task, for closures too quick to pay a task each. Errors stay
-        /// per item. Without it, the chunk size adapts to how long items take.
+        /// per item. Without it, the chunk size adapts to how long items take to map (up to
+        /// 4096 items), not to how long the input takes to produce them: for an input that
+        /// yields slowly (lines typed on a terminal, messages from a socket), set
+        /// `chunksize(1)` so that each item is submitted as soon as it arrives.
         ///
         /// # Panics
         ///
