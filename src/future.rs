@@ -194,6 +194,16 @@ impl<T> Inner<T> {
         true
     }
 
+    /// Pending → Cancelled, notifying everybody; false from any other state.
+    fn cancel(this: &Arc<Self>) -> bool {
+        Self::complete(
+            this,
+            |state| state == PENDING,
+            CANCELLED,
+            Err(Error::Cancelled),
+        )
+    }
+
     /// Blocks until the future is done (or, with `settled`, until its completion is over) or
     /// `deadline` passes. Returns the outcome, or `None` on time-out.
     fn wait(&self, deadline: Option<Instant>, settled: bool) -> Option<&Result<T, Error>> {
@@ -292,12 +302,7 @@ impl<T> Future<T> {
     /// waiter, counts as done for [`wait`](crate::wait) and [`as_completed`](crate::as_completed)
     /// at once, and runs the done-callbacks in this thread.
     pub fn cancel(&self) -> bool {
-        Inner::complete(
-            &self.inner,
-            |state| state == PENDING,
-            CANCELLED,
-            Err(Error::Cancelled),
-        ) || self.cancelled()
+        Inner::cancel(&self.inner) || self.cancelled()
     }
 
     /// True if the future was cancelled.
@@ -739,16 +744,15 @@ impl<T> Promise<T> {
     /// Cancels the future while it is still pending, as [`Future::cancel`] would, for an
     /// executor that drops queued work (`shutdown` with `cancel_futures`) and holds only the
     /// promise. Returns true if the future is cancelled now; on false nothing changed.
+    #[cfg_attr(
+        loom,
+        allow(dead_code, reason = "its users, the pools, are not built under loom")
+    )]
     pub(crate) fn cancel(&mut self) -> bool {
         let Some(inner) = &self.inner else {
             return false;
         };
-        let cancelled = Inner::complete(
-            inner,
-            |state| state == PENDING,
-            CANCELLED,
-            Err(Error::Cancelled),
-        );
+        let cancelled = Inner::cancel(inner);
         if cancelled {
             self.inner = None;
         }

@@ -25,11 +25,10 @@ pub(crate) trait Task: Send {
     fn fail(self: Box<Self>, error: Error);
 }
 
-/// A closure, the promise it completes, and a handle to the same future so that a shutdown can
-/// cancel it while it waits in a queue.
+/// A closure and the promise it completes (which can also cancel it while it waits in a
+/// queue).
 struct Job<F, T> {
     promise: Promise<T>,
-    future: Future<T>,
     work: F,
 }
 
@@ -39,19 +38,14 @@ where
     T: Send + Sync,
 {
     fn run(self: Box<Self>) {
-        let Job {
-            promise,
-            future,
-            work,
-        } = *self;
-        // Give up our handle before the future completes, so that `into_result` on the
-        // submitter's handle finds it is the only one.
-        drop(future);
+        let Job { promise, work } = *self;
         promise.run(work);
     }
 
     fn cancel(self: Box<Self>) {
-        self.future.cancel();
+        let Job { mut promise, .. } = *self;
+        // False only when the user cancelled it first, which is as good.
+        promise.cancel();
     }
 
     fn fail(self: Box<Self>, error: Error) {
@@ -68,12 +62,7 @@ where
     T: Send + Sync + 'static,
 {
     let (promise, future) = Promise::new();
-    let job = Job {
-        promise,
-        future: future.clone(),
-        work,
-    };
-    (Box::new(job), future)
+    (Box::new(Job { promise, work }), future)
 }
 
 /// A FIFO queue of tasks with the two counts a shutdown needs: whether it happened, and how

@@ -108,6 +108,15 @@ impl<'a, I: Iterator, T> Feed<'a, I, T> {
         }
     }
 
+    /// The `Debug` text both maps share: their window's state.
+    fn describe(&self, f: &mut fmt::Formatter<'_>, name: &str) -> fmt::Result {
+        f.debug_struct(name)
+            .field("in_flight", &self.in_flight)
+            .field("chunksize", &self.chunk_size())
+            .field("buffersize", &self.buffersize)
+            .finish_non_exhaustive()
+    }
+
     fn chunk_size(&self) -> usize {
         self.fixed_chunk.unwrap_or(self.adaptive_chunk)
     }
@@ -322,11 +331,7 @@ impl<I: Iterator, T> Drop for Map<'_, I, T> {
 
 impl<I: Iterator, T> fmt::Debug for Map<'_, I, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Map")
-            .field("in_flight", &self.feed.in_flight)
-            .field("chunksize", &self.feed.chunk_size())
-            .field("buffersize", &self.feed.buffersize)
-            .finish_non_exhaustive()
+        self.feed.describe(f, "Map")
     }
 }
 
@@ -414,11 +419,7 @@ impl<I: Iterator, T> Iterator for MapUnordered<'_, I, T> {
 
 impl<I: Iterator, T> fmt::Debug for MapUnordered<'_, I, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MapUnordered")
-            .field("in_flight", &self.feed.in_flight)
-            .field("chunksize", &self.feed.chunk_size())
-            .field("buffersize", &self.feed.buffersize)
-            .finish_non_exhaustive()
+        self.feed.describe(f, "MapUnordered")
     }
 }
 
