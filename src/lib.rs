@@ -253,6 +253,8 @@ mod io;
 mod job;
 #[cfg(not(loom))]
 pub mod process;
+#[cfg(not(loom))]
+mod remote;
 
 #[cfg(not(loom))]
 pub use build_error::BuildError;

@@ -20,21 +20,12 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 
+use super::control::{CONTROL_BYTES, Control};
 use super::server::{EXITED, KILL, SPAWN, SPAWN_FAILED, SPAWNED};
 use super::sys;
-use super::wire::{self, CONTROL_BYTES, Control, Failure, Reply};
 use super::{OnWorkerDeath, SPIN};
-
-/// The typed end of a task: its promise, behind a type-erased interface so that the manager
-/// can hold tasks of every argument and result type in one queue.
-pub(super) trait Slot: Send {
-    /// Marks the future running; false if it was cancelled and the task must be skipped.
-    fn start(&mut self) -> bool;
-    /// Cancels the future of a task that never started.
-    fn cancel(self: Box<Self>);
-    /// Completes the future: decodes the result bytes, or records the error.
-    fn finish(self: Box<Self>, outcome: Result<Vec<u8>, Error>);
-}
+use crate::remote::Slot;
+use crate::remote::wire::{self, Failure, Reply};
 
 /// A submitted task: its request frame, ready to write, and its slot.
 pub(super) struct Task {

@@ -62,10 +62,10 @@
 //! not. postcard also drops the text of a custom `Serialize`/`Deserialize` error, so an
 //! [`Error::Serialization`] says which value failed on which side, not why.
 
+mod control;
 mod manager;
 mod server;
 mod sys;
-mod wire;
 mod worker;
 
 use std::fmt;
@@ -80,7 +80,9 @@ use crate::executor::{FnExecutor, Payload};
 use crate::future::{Future, Promise};
 use crate::map::Chunk;
 
-use manager::{Config, ForkJob, Shared, Slot, State, Task};
+use crate::remote::wire;
+use crate::remote::{self, Dispatch, Slot, Typed};
+use manager::{Config, ForkJob, Shared, State, Task};
 
 /// How long the manager (while results are due) and an idle worker poll without sleeping.
 /// On the VM this was measured on, waking a sleeping thread on the other core costs about
@@ -323,32 +325,7 @@ impl ProcessPool {
     /// ([`Future::add_done_callback`]). While a callback runs, no result of this pool is read
     /// and no task is sent: keep callbacks short, and never wait in one on this pool's work.
     pub fn submit<A: Payload, R: Payload>(&self, f: fn(A) -> R, arg: A) -> Future<R> {
-        let (promise, future) = Promise::new();
-        let slot = Typed::plain(promise);
-        self.send(wire::trampoline::<A, R>, f as usize, &arg, Box::new(slot));
-        future
-    }
-
-    /// Encodes a call of the function at `func` on `arg` through `trampoline` and queues it,
-    /// or finishes `slot` with the reason it cannot be sent.
-    fn send<A: Payload>(
-        &self,
-        trampoline: wire::Trampoline,
-        func: usize,
-        arg: &A,
-        slot: Box<dyn Slot>,
-    ) {
-        if let Some(error) = refusal(&self.shared.lock()) {
-            slot.finish(Err(error));
-            return;
-        }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = wire::encode_argument(arg)
-            .and_then(|bytes| wire::request_frame(id, trampoline as usize, func, &bytes));
-        match frame {
-            Ok(frame) => self.enqueue(Task { id, frame, slot }),
-            Err(error) => slot.finish(Err(error)),
-        }
+        remote::submit(self, f, arg)
     }
 
     fn enqueue(&self, task: Task) {
@@ -583,22 +560,32 @@ impl FnExecutor for ProcessPool {
         A: Payload,
         R: Payload,
     {
-        let (promise, future) = Promise::new();
-        let slot = Typed {
-            promise,
-            convert: wire::chunk_from_wire::<R>,
-        };
-        self.send(
-            wire::chunk_trampoline::<A, R>,
-            f as usize,
-            &items,
-            Box::new(slot),
-        );
-        future
+        remote::submit_chunk(self, f, items)
     }
 
     fn max_workers(&self) -> usize {
         self.workers
+    }
+}
+
+impl Dispatch for ProcessPool {
+    /// Workers are forks of this program, so the addresses travel as they are.
+    fn dispatch(
+        &self,
+        trampoline: wire::Trampoline,
+        func: usize,
+        arg: Vec<u8>,
+        slot: Box<dyn Slot>,
+    ) {
+        if let Some(error) = refusal(&self.shared.lock()) {
+            slot.finish(Err(error));
+            return;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        match wire::request_frame(id, trampoline as usize, func, &arg) {
+            Ok(frame) => self.enqueue(Task { id, frame, slot }),
+            Err(error) => slot.finish(Err(error)),
+        }
     }
 }
 
@@ -617,41 +604,5 @@ impl fmt::Debug for ProcessPool {
             .field("shutdown", &state.shutdown)
             .field("broken", &state.broken)
             .finish()
-    }
-}
-
-/// The typed slot of a task whose result is an `R`.
-/// The promise of a task whose result travels as `W` and is handed out as `R`.
-struct Typed<W, R> {
-    promise: Promise<R>,
-    convert: fn(W) -> R,
-}
-
-impl<R> Typed<R, R> {
-    /// A task whose result travels as itself.
-    fn plain(promise: Promise<R>) -> Self {
-        Typed {
-            promise,
-            convert: std::convert::identity,
-        }
-    }
-}
-
-impl<W: Payload, R: Send + Sync + 'static> Slot for Typed<W, R> {
-    fn start(&mut self) -> bool {
-        self.promise.set_running_or_notify_cancel() == Ok(true)
-    }
-
-    fn cancel(mut self: Box<Self>) {
-        self.promise.cancel();
-    }
-
-    fn finish(mut self: Box<Self>, outcome: Result<Vec<u8>, Error>) {
-        let outcome = outcome.and_then(|bytes| wire::decode_result::<W>(&bytes));
-        // Fails only when the future was cancelled while still queued, which is fine.
-        let _ = match outcome {
-            Ok(value) => self.promise.set_result((self.convert)(value)),
-            Err(error) => self.promise.set_error(error),
-        };
     }
 }

@@ -22,8 +22,8 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Mutex;
 
+use super::control::{CONTROL_BYTES, Control};
 use super::sys::{self, Forked};
-use super::wire::{CONTROL_BYTES, Control};
 use super::worker;
 
 /// Parent → server on `main`: open a pool channel (its server end attached).

@@ -18,8 +18,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::catch_unwind;
 use std::sync::Mutex;
 
-use super::wire::{self, Failure, Reply, Trampoline};
 use super::{SPIN, sys};
+use crate::remote::wire::{self, Failure, Reply, Trampoline};
 use std::time::Instant;
 
 /// The backtrace of the last panic in this worker, when backtraces are enabled

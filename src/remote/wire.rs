@@ -1,11 +1,13 @@
-//! What travels between the parent and its worker processes: length-prefixed frames, postcard
+//! What travels between a pool and its worker processes: length-prefixed frames, postcard
 //! for the values, and the trampoline that turns bytes into a call of a plain function.
 //!
 //! A request frame is `[u32 length][u64 task id][u64 trampoline address][u64 function address]
 //! [postcard argument]`; a reply frame is `[u32 length][u64 task id][u8 kind][body]`, where the
 //! body is the postcard result or a UTF-8 message. Lengths and integers are little-endian.
 //!
-//! Function addresses are valid in the worker because it is a fork of this program: same
+//! The frame carries two numbers that name the trampoline and the function; the pool decides
+//! what they are. For a [`ProcessPool`](crate::ProcessPool) they are addresses, valid in the
+//! worker because it is a fork of this program: same
 //! image, same addresses (a fork, not an `exec`, so address-space randomisation does not move
 //! anything). The trampoline is monomorphised for the concrete argument and result types, so
 //! the worker needs no type information of its own; keeping it generic over `fn(A) -> R` lets a
@@ -18,19 +20,19 @@ use crate::executor::Payload;
 use crate::map::Chunk;
 
 /// Bytes of a frame's length prefix.
-pub(super) const LEN_BYTES: usize = 4;
+pub(crate) const LEN_BYTES: usize = 4;
 /// Bytes of a request's header after the length: task id, trampoline, function.
 const REQUEST_HEADER: usize = 24;
 /// Bytes of a reply's header after the length: task id and kind.
-pub(super) const REPLY_HEADER: usize = 9;
+pub(crate) const REPLY_HEADER: usize = 9;
 
 /// The monomorphised entry point a worker calls: function address and argument bytes in,
 /// result bytes or a failure out.
-pub(super) type Trampoline = fn(usize, &[u8]) -> Result<Vec<u8>, Failure>;
+pub(crate) type Trampoline = fn(usize, &[u8]) -> Result<Vec<u8>, Failure>;
 
 /// Why a task produced no result bytes in the worker.
 #[derive(Debug)]
-pub(super) enum Failure {
+pub(crate) enum Failure {
     /// The function panicked: the panic message (and the worker's backtrace, if captured).
     Panicked(String),
     /// The argument did not deserialize or the result did not serialize.
@@ -39,7 +41,7 @@ pub(super) enum Failure {
 
 /// What a reply frame says; the kinds are the byte after the task id.
 #[derive(Debug)]
-pub(super) enum Reply {
+pub(crate) enum Reply {
     /// The postcard bytes of the result.
     Value(Vec<u8>),
     /// The task failed in the worker; the worker goes on.
@@ -55,7 +57,7 @@ const KIND_INIT_FAILED: u8 = 3;
 
 /// Calls the `fn(A) -> R` at `func` on the argument in `arg`, catching panics at each step
 /// (a user's `Deserialize` or `Serialize` can panic too).
-pub(super) fn trampoline<A: Payload, R: Payload>(
+pub(crate) fn trampoline<A: Payload, R: Payload>(
     func: usize,
     arg: &[u8],
 ) -> Result<Vec<u8>, Failure> {
@@ -69,11 +71,11 @@ pub(super) fn trampoline<A: Payload, R: Payload>(
 
 /// How a chunk's results travel back: each item's value or panic message, and the time the
 /// chunk took in nanoseconds.
-pub(super) type ChunkWire<R> = (Vec<Result<R, String>>, u64);
+pub(crate) type ChunkWire<R> = (Vec<Result<R, String>>, u64);
 
 /// [`trampoline`] for a chunk: calls the `fn(A) -> R` at `func` on every item of the
 /// `Vec<A>` in `arg`, each item's panic caught on its own ([`Chunk::run`]).
-pub(super) fn chunk_trampoline<A: Payload, R: Payload>(
+pub(crate) fn chunk_trampoline<A: Payload, R: Payload>(
     func: usize,
     arg: &[u8],
 ) -> Result<Vec<u8>, Failure> {
@@ -94,7 +96,7 @@ pub(super) fn chunk_trampoline<A: Payload, R: Payload>(
 }
 
 /// The parent's side of [`chunk_trampoline`]: the chunk its reply describes.
-pub(super) fn chunk_from_wire<R>((results, busy): ChunkWire<R>) -> Chunk<R> {
+pub(crate) fn chunk_from_wire<R>((results, busy): ChunkWire<R>) -> Chunk<R> {
     Chunk {
         results: results
             .into_iter()
@@ -126,7 +128,7 @@ fn decode_in_worker<A: Payload>(arg: &[u8]) -> Result<A, Failure> {
 /// Runs `f` and serializes what it returns, turning a panic (in `f` or in the result's
 /// `Serialize`) or a serializer error into a [`Failure`]: the part of a task that happens in
 /// the child, for pooled tasks and `fork` alike.
-pub(super) fn run_and_encode<R: Payload>(f: impl FnOnce() -> R) -> Result<Vec<u8>, Failure> {
+pub(crate) fn run_and_encode<R: Payload>(f: impl FnOnce() -> R) -> Result<Vec<u8>, Failure> {
     let result = catch_unwind(AssertUnwindSafe(f))
         .map_err(|payload| Failure::Panicked(panic_message(payload)))?;
     match catch_unwind(AssertUnwindSafe(|| postcard::to_allocvec(&result))) {
@@ -139,7 +141,7 @@ pub(super) fn run_and_encode<R: Payload>(f: impl FnOnce() -> R) -> Result<Vec<u8
 }
 
 /// The message of a caught panic, as [`Error::Panicked`] would hold it.
-pub(super) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     match Error::from_panic(payload) {
         Error::Panicked { message } => message,
         other => other.to_string(),
@@ -147,12 +149,12 @@ pub(super) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Serializes a task's argument in the parent, catching a panicking `Serialize`.
-pub(super) fn encode_argument<A: Payload>(arg: &A) -> Result<Vec<u8>, Error> {
+pub(crate) fn encode_argument<A: Payload>(arg: &A) -> Result<Vec<u8>, Error> {
     in_parent("serialize the argument", || postcard::to_allocvec(arg))
 }
 
 /// Deserializes a task's result in the parent, catching a panicking `Deserialize`.
-pub(super) fn decode_result<R: Payload>(bytes: &[u8]) -> Result<R, Error> {
+pub(crate) fn decode_result<R: Payload>(bytes: &[u8]) -> Result<R, Error> {
     in_parent("deserialize the result", || postcard::from_bytes(bytes))
 }
 
@@ -172,7 +174,7 @@ fn in_parent<T>(what: &str, call: impl FnOnce() -> postcard::Result<T>) -> Resul
 /// # Errors
 ///
 /// [`Error::Serialization`] when the argument is larger than a frame can say (4 GiB).
-pub(super) fn request_frame(
+pub(crate) fn request_frame(
     id: u64,
     trampoline: usize,
     func: usize,
@@ -191,15 +193,15 @@ pub(super) fn request_frame(
 }
 
 /// A request frame's body (after the length), split into its fields.
-pub(super) struct Request<'a> {
-    pub(super) id: u64,
-    pub(super) trampoline: usize,
-    pub(super) func: usize,
-    pub(super) arg: &'a [u8],
+pub(crate) struct Request<'a> {
+    pub(crate) id: u64,
+    pub(crate) trampoline: usize,
+    pub(crate) func: usize,
+    pub(crate) arg: &'a [u8],
 }
 
 /// Splits a request body; `None` if it is too short to be one.
-pub(super) fn parse_request(body: &[u8]) -> Option<Request<'_>> {
+pub(crate) fn parse_request(body: &[u8]) -> Option<Request<'_>> {
     let word = |at: usize| body.get(at..at + 8).map(|b| u64_at(b) as usize);
     Some(Request {
         id: u64_at(body.get(0..8)?),
@@ -210,7 +212,7 @@ pub(super) fn parse_request(body: &[u8]) -> Option<Request<'_>> {
 }
 
 /// Builds a reply frame.
-pub(super) fn reply_frame(id: u64, reply: &Reply) -> Vec<u8> {
+pub(crate) fn reply_frame(id: u64, reply: &Reply) -> Vec<u8> {
     let (kind, body): (u8, &[u8]) = match reply {
         Reply::Value(bytes) => (KIND_VALUE, bytes),
         Reply::Failed(Failure::Panicked(message)) => (KIND_PANICKED, message.as_bytes()),
@@ -234,7 +236,7 @@ pub(super) fn reply_frame(id: u64, reply: &Reply) -> Vec<u8> {
 }
 
 /// Splits a reply body (after the length) into task id and reply; `None` if malformed.
-pub(super) fn parse_reply(body: &[u8]) -> Option<(u64, Reply)> {
+pub(crate) fn parse_reply(body: &[u8]) -> Option<(u64, Reply)> {
     let id = u64_at(body.get(0..8)?);
     let rest = body.get(REPLY_HEADER..)?;
     let text = || String::from_utf8_lossy(rest).into_owned();
@@ -249,44 +251,16 @@ pub(super) fn parse_reply(body: &[u8]) -> Option<(u64, Reply)> {
 }
 
 /// The length in a frame's prefix, once `buf` holds the whole prefix.
-pub(super) fn frame_len(buf: &[u8]) -> Option<usize> {
+pub(crate) fn frame_len(buf: &[u8]) -> Option<usize> {
     let prefix: [u8; LEN_BYTES] = buf.get(..LEN_BYTES)?.try_into().ok()?;
     Some(u32::from_le_bytes(prefix) as usize)
 }
 
-fn u64_at(bytes: &[u8]) -> u64 {
+/// The little-endian `u64` in the first 8 bytes of `bytes`.
+pub(crate) fn u64_at(bytes: &[u8]) -> u64 {
     let mut word = [0; 8];
     word.copy_from_slice(&bytes[..8]);
     u64::from_le_bytes(word)
-}
-
-/// A fixed-size message on a fork-server channel: a tag and two numbers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Control {
-    pub(super) tag: u8,
-    pub(super) a: u64,
-    pub(super) b: u64,
-}
-
-/// Bytes of an encoded [`Control`].
-pub(super) const CONTROL_BYTES: usize = 17;
-
-impl Control {
-    pub(super) fn encode(self) -> [u8; CONTROL_BYTES] {
-        let mut out = [0; CONTROL_BYTES];
-        out[0] = self.tag;
-        out[1..9].copy_from_slice(&self.a.to_le_bytes());
-        out[9..].copy_from_slice(&self.b.to_le_bytes());
-        out
-    }
-
-    pub(super) fn decode(bytes: &[u8]) -> Option<Control> {
-        (bytes.len() == CONTROL_BYTES).then(|| Control {
-            tag: bytes[0],
-            a: u64_at(&bytes[1..9]),
-            b: u64_at(&bytes[9..]),
-        })
-    }
 }
 
 #[cfg(test)]
@@ -307,8 +281,6 @@ mod tests {
             Some((9, Reply::Failed(Failure::Panicked(message)))) => assert_eq!(message, "boom"),
             other => panic!("unexpected {other:?}"),
         }
-        let control = Control { tag: 1, a: 2, b: 3 };
-        assert_eq!(Control::decode(&control.encode()), Some(control));
     }
 
     #[test]
