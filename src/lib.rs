@@ -251,6 +251,8 @@ mod cpu;
 mod io;
 #[cfg(not(loom))]
 mod job;
+#[cfg(all(feature = "mpi", not(loom)))]
+pub mod mpi;
 #[cfg(not(loom))]
 pub mod process;
 #[cfg(not(loom))]
@@ -266,6 +268,8 @@ pub use future::{Awaiting, Future, Promise, State};
 #[cfg(not(loom))]
 pub use io::{IoPool, IoPoolBuilder};
 pub use map::{Chunk, Map, MapUnordered, ParMapExt, TARGET_CHUNK_TIME};
+#[cfg(all(feature = "mpi", not(loom)))]
+pub use mpi::MpiPool;
 #[cfg(not(loom))]
 pub use process::ProcessPool;
 #[cfg(feature = "progress")]

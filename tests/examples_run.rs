@@ -22,6 +22,9 @@ fn run_example(name: &str, args: &[&str]) -> String {
     if cfg!(feature = "progress") {
         command.args(["--features", "progress"]);
     }
+    if cfg!(feature = "mpi") {
+        command.args(["--features", "mpi"]);
+    }
     let mut child = command
         .arg("--")
         .args(args)

@@ -11,41 +11,27 @@
 //! inside a pool built here, with this thread as its thread 0 (`use_current_thread`): the
 //! task runs inline, with no hand-off, and any `par_iter` in it uses this pool.
 
-use std::backtrace::{Backtrace, BacktraceStatus};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::catch_unwind;
-use std::sync::Mutex;
 
 use super::{SPIN, sys};
+use crate::remote::panics;
 use crate::remote::wire::{self, Failure, Reply, Trampoline};
 use std::time::Instant;
-
-/// The backtrace of the last panic in this worker, when backtraces are enabled
-/// (`RUST_BACKTRACE` / `RUST_LIB_BACKTRACE`, as for `std`'s own hook).
-static LAST_BACKTRACE: Mutex<Option<String>> = Mutex::new(None);
 
 /// Runs the worker; never returns.
 pub(super) fn run(request: OwnedFd, result: OwnedFd, initializer: usize, server: i32) -> ! {
     sys::die_with_parent(server);
-    // The panic message travels to the parent inside the task's error; printing it here as
-    // well would only duplicate it on a terminal the parent may not even share.
-    std::panic::set_hook(Box::new(|_| {
-        let backtrace = Backtrace::capture();
-        if backtrace.status() == BacktraceStatus::Captured {
-            *LAST_BACKTRACE
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(backtrace.to_string());
-        }
-    }));
+    panics::keep_quiet(None);
     let mut output = File::from(result);
     if initializer != 0 {
         // SAFETY: the parent made `initializer` from a `fn()` of the program this process is
         // a fork of (`ProcessPoolBuilder::initializer`), so it names that function here too.
         let initializer = unsafe { std::mem::transmute::<usize, fn()>(initializer) };
         if let Err(payload) = catch_unwind(initializer) {
-            let message = with_backtrace(wire::panic_message(payload));
+            let message = panics::with_backtrace(wire::panic_message(payload), &worker_name());
             let _ = output.write_all(&wire::reply_frame(0, &Reply::InitFailed(message)));
             sys::exit_now(1);
         }
@@ -82,9 +68,9 @@ pub(super) fn run(request: OwnedFd, result: OwnedFd, initializer: usize, server:
         };
         let reply = match outcome {
             Ok(bytes) => Reply::Value(bytes),
-            Err(Failure::Panicked(message)) => {
-                Reply::Failed(Failure::Panicked(with_backtrace(message)))
-            }
+            Err(Failure::Panicked(message)) => Reply::Failed(Failure::Panicked(
+                panics::with_backtrace(message, &worker_name()),
+            )),
             Err(failure) => Reply::Failed(failure),
         };
         let frame = wire::reply_frame(request.id, &reply);
@@ -119,19 +105,9 @@ impl Read for SpinRead {
     }
 }
 
-/// Appends the backtrace the panic hook captured, if any, to a panic message.
-fn with_backtrace(message: String) -> String {
-    let taken = LAST_BACKTRACE
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .take();
-    match taken {
-        Some(backtrace) => format!(
-            "{message}\n\nbacktrace in worker {}:\n{backtrace}",
-            sys::getpid()
-        ),
-        None => message,
-    }
+/// How a panic's backtrace names this worker.
+fn worker_name() -> String {
+    format!("worker {}", sys::getpid())
 }
 
 /// Reads one frame's body; `None` at end of file (or on a read error, which ends the worker

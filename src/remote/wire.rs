@@ -7,9 +7,10 @@
 //!
 //! The frame carries two numbers that name the trampoline and the function; the pool decides
 //! what they are. For a [`ProcessPool`](crate::ProcessPool) they are addresses, valid in the
-//! worker because it is a fork of this program: same
-//! image, same addresses (a fork, not an `exec`, so address-space randomisation does not move
-//! anything). The trampoline is monomorphised for the concrete argument and result types, so
+//! worker because it is a fork of this program (same image, same addresses: a fork, not an
+//! `exec`, so address-space randomisation moves nothing). For the MPI pool, whose ranks load
+//! the executable wherever they like, they are offsets from an anchor in the executable. The
+//! trampoline is monomorphised for the concrete argument and result types, so
 //! the worker needs no type information of its own; keeping it generic over `fn(A) -> R` lets a
 //! chunk of items travel as one task whose argument is the chunk.
 
@@ -18,6 +19,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use crate::error::Error;
 use crate::executor::Payload;
 use crate::map::Chunk;
+
+use super::panics;
 
 /// Bytes of a frame's length prefix.
 pub(crate) const LEN_BYTES: usize = 4;
@@ -109,7 +112,7 @@ pub(crate) fn chunk_from_wire<R>((results, busy): ChunkWire<R>) -> Chunk<R> {
 /// The message an item's error carries across: the panic message itself.
 fn message_of(error: Error) -> String {
     match error {
-        Error::Panicked { message } => message,
+        Error::Panicked { message } => panics::locate(message),
         other => other.to_string(),
     }
 }
@@ -140,10 +143,11 @@ pub(crate) fn run_and_encode<R: Payload>(f: impl FnOnce() -> R) -> Result<Vec<u8
     }
 }
 
-/// The message of a caught panic, as [`Error::Panicked`] would hold it.
+/// The message of a caught panic, as [`Error::Panicked`] would hold it, located
+/// ([`panics::locate`]) in a worker that says where it is.
 pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     match Error::from_panic(payload) {
-        Error::Panicked { message } => message,
+        Error::Panicked { message } => panics::locate(message),
         other => other.to_string(),
     }
 }
