@@ -1,4 +1,4 @@
-//! [`MpiPool`]: the [`FnExecutor`] of a [`ProcessPool`](crate::ProcessPool), over the ranks of
+//! [`MpiPool`]: the [`FnExecutor`](crate::FnExecutor) of a [`ProcessPool`](crate::ProcessPool), over the ranks of
 //! an MPI job, so that a program outgrows one machine by changing the line that makes its
 //! pool (feature `mpi`).
 //!
@@ -92,9 +92,8 @@ use ::mpi::environment::Threading;
 use ::mpi::traits::{Communicator, CommunicatorCollectives};
 
 use crate::error::Error;
-use crate::executor::{FnExecutor, Payload};
+use crate::executor::Payload;
 use crate::future::Future;
-use crate::map::Chunk;
 use crate::remote::{self, Dispatch, Slot, wire};
 
 use client::{Client, Shared, Task};
@@ -412,29 +411,7 @@ impl Dispatch for MpiPool {
     }
 }
 
-impl FnExecutor for MpiPool {
-    fn submit_fn<A, R>(&self, f: fn(A) -> R, arg: A) -> Future<R>
-    where
-        A: Payload,
-        R: Payload,
-    {
-        self.submit(f, arg)
-    }
-
-    /// One task, one message each way, for the whole chunk: what makes `map_fn` cheap per
-    /// item.
-    fn submit_fn_chunk<A, R>(&self, f: fn(A) -> R, items: Vec<A>) -> Future<Chunk<R>>
-    where
-        A: Payload,
-        R: Payload,
-    {
-        remote::submit_chunk(self, f, items)
-    }
-
-    fn max_workers(&self) -> usize {
-        self.workers
-    }
-}
+remote::fn_executor_over_dispatch!(MpiPool);
 
 impl Drop for MpiPool {
     fn drop(&mut self) {

@@ -76,9 +76,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::executor::{FnExecutor, Payload};
+use crate::executor::Payload;
 use crate::future::{Future, Promise};
-use crate::map::Chunk;
 
 use crate::remote::wire;
 use crate::remote::{self, Dispatch, Slot, Typed};
@@ -271,7 +270,7 @@ impl ProcessPoolBuilder {
 /// See the [module docs](self) for how it works and what each fault does. Dropping the pool
 /// shuts it down with `wait = true`: queued tasks run, then the workers exit and are reaped.
 ///
-/// It implements [`FnExecutor`] but not [`Executor`](crate::Executor): a worker process can be
+/// It implements [`FnExecutor`](crate::FnExecutor) but not [`Executor`](crate::Executor): a worker process can be
 /// sent a function pointer and bytes, not a closure. For a closure, see
 /// [`fork`](ProcessPool::fork).
 pub struct ProcessPool {
@@ -544,29 +543,7 @@ where
     }
 }
 
-impl FnExecutor for ProcessPool {
-    fn submit_fn<A, R>(&self, f: fn(A) -> R, arg: A) -> Future<R>
-    where
-        A: Payload,
-        R: Payload,
-    {
-        self.submit(f, arg)
-    }
-
-    /// One task, one round trip to a worker, for the whole chunk: what makes `map_fn` cheap
-    /// per item.
-    fn submit_fn_chunk<A, R>(&self, f: fn(A) -> R, items: Vec<A>) -> Future<Chunk<R>>
-    where
-        A: Payload,
-        R: Payload,
-    {
-        remote::submit_chunk(self, f, items)
-    }
-
-    fn max_workers(&self) -> usize {
-        self.workers
-    }
-}
+remote::fn_executor_over_dispatch!(ProcessPool);
 
 impl Dispatch for ProcessPool {
     /// Workers are forks of this program, so the addresses travel as they are.

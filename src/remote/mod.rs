@@ -88,6 +88,41 @@ fn send<A: Payload, W: Payload, R: Send + Sync + 'static>(
     }
 }
 
+/// Implements [`FnExecutor`](crate::FnExecutor) for a pool that implements [`Dispatch`] and
+/// has a `workers` field: the same three methods for every pool of other processes.
+macro_rules! fn_executor_over_dispatch {
+    ($pool:ty) => {
+        impl $crate::executor::FnExecutor for $pool {
+            fn submit_fn<A, R>(&self, f: fn(A) -> R, arg: A) -> $crate::future::Future<R>
+            where
+                A: $crate::executor::Payload,
+                R: $crate::executor::Payload,
+            {
+                $crate::remote::submit(self, f, arg)
+            }
+
+            /// One task, one message each way, for the whole chunk: what makes `map_fn`
+            /// cheap per item.
+            fn submit_fn_chunk<A, R>(
+                &self,
+                f: fn(A) -> R,
+                items: Vec<A>,
+            ) -> $crate::future::Future<$crate::map::Chunk<R>>
+            where
+                A: $crate::executor::Payload,
+                R: $crate::executor::Payload,
+            {
+                $crate::remote::submit_chunk(self, f, items)
+            }
+
+            fn max_workers(&self) -> usize {
+                self.workers
+            }
+        }
+    };
+}
+pub(crate) use fn_executor_over_dispatch;
+
 /// The promise of a task whose result travels as `W` and is handed out as `R`.
 pub(crate) struct Typed<W, R> {
     pub(crate) promise: Promise<R>,
