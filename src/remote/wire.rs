@@ -65,9 +65,11 @@ pub(crate) fn trampoline<A: Payload, R: Payload>(
     arg: &[u8],
 ) -> Result<Vec<u8>, Failure> {
     let arg: A = decode_in_worker(arg)?;
-    // SAFETY: `func` was made by `Task::new` from a value of exactly this type
-    // `fn(A) -> R` (this trampoline is instantiated with the same `A` and `R` there), in the
-    // program this worker is a fork of, so the address names the same function here.
+    // SAFETY: `func` was made by `remote::submit` from a value of exactly this type
+    // `fn(A) -> R` (this trampoline is instantiated with the same `A` and `R` there), and the
+    // pool turned it into an address of this process: unchanged in a fork of the program, or
+    // from an offset in an executable checked byte-identical (MPI ranks), so it names the same
+    // function here.
     let func = unsafe { std::mem::transmute::<usize, fn(A) -> R>(func) };
     run_and_encode(|| func(arg))
 }
@@ -83,8 +85,8 @@ pub(crate) fn chunk_trampoline<A: Payload, R: Payload>(
     arg: &[u8],
 ) -> Result<Vec<u8>, Failure> {
     let items: Vec<A> = decode_in_worker(arg)?;
-    // SAFETY: as in `trampoline`: `func` was made by `submit_fn_chunk` from a value of exactly
-    // the type `fn(A) -> R`, in the program this worker is a fork of.
+    // SAFETY: as in `trampoline`: `func` was made by `remote::submit_chunk` from a value of
+    // exactly the type `fn(A) -> R`, and names the same function in this process.
     let func = unsafe { std::mem::transmute::<usize, fn(A) -> R>(func) };
     run_and_encode(|| {
         let chunk = Chunk::run(func, items);
