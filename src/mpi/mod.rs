@@ -96,8 +96,8 @@ use crate::executor::Payload;
 use crate::future::Future;
 use crate::remote::{self, Dispatch, Slot, wire};
 
+use crate::remote::image::Image;
 use client::{Client, Shared, Task};
-use image::Image;
 
 /// Rank 0 → worker: a task's request frame.
 const TASK: i32 = 1;

@@ -11,9 +11,9 @@ use ::mpi::topology::SimpleCommunicator;
 use ::mpi::traits::{Communicator, MatchedReceiveVec, Source};
 
 use super::backoff::{Backoff, WORKER_SPIN};
-use super::image::Image;
 use super::send::{self, PendingSend};
 use super::{REPLY, STOP};
+use crate::remote::image::Image;
 use crate::remote::panics;
 use crate::remote::wire::{self, Failure, Reply, Trampoline};
 

@@ -3,21 +3,28 @@
 //!
 //! # How it works
 //!
-//! * A task is a function pointer plus its argument serialized with postcard. Workers are
-//!   forks of this program, so the function's address is valid in them; the worker calls a
-//!   trampoline monomorphised for the argument and result types and sends back the result's
-//!   bytes, or the panic message (with the worker's backtrace when `RUST_BACKTRACE` is set).
-//! * Workers are forked by a *fork server*: a small single-threaded process forked from this
-//!   program by [`init`] (or by the first [`build`](ProcessPoolBuilder::build)) and never
-//!   running a thread, so no worker is ever a fork of a process that runs threads (Python
-//!   3.14's `forkserver` design). It reaps the workers and reports how each one ended.
+//! * A task is a function plus its argument serialized with postcard. The function travels as
+//!   its offset from an anchor in this executable, which names it in the workers too; the
+//!   worker calls a trampoline monomorphised for the argument and result types and sends back
+//!   the result's bytes, or the panic message (with the worker's backtrace when
+//!   `RUST_BACKTRACE` is set). So the function must be in the executable: one from a shared
+//!   library gets [`Error::Serialization`].
+//! * Workers are forked by a *fork server*: this executable run again (`/proc/self/exe`) by
+//!   the first [`build`](ProcessPoolBuilder::build) (or [`init`]), from any thread, which this
+//!   crate turns into the server before `main` would start. The server never runs a thread,
+//!   so no worker is ever a fork of a process that runs threads (Python 3.14's `forkserver`
+//!   design). It reaps the workers and reports how each one ended; if it dies, the pools it
+//!   served break and the next pool built starts a new one.
 //! * Each worker has its own request and result pipes. One manager thread per pool sends
 //!   tasks, a few at a time per worker (the pipeline depth), reads results, and watches for
 //!   deaths, all with `poll` and non-blocking writes, so a dying worker never blocks it.
 //! * Each task runs inside a rayon pool built in the worker, so `par_iter` in a task works
 //!   (the program's global rayon pool has no threads in a fork).
-//! * Workers die with the program (`PR_SET_PDEATHSIG` through the fork server, and end of file
-//!   on their pipes); the fork server reaps them, so none is left as a zombie.
+//! * Nothing outlives the program, whichever thread started it: the fork server watches a
+//!   pidfd of the program and kills its workers when the program ends, the workers die with
+//!   the server (`PR_SET_PDEATHSIG`), and [`fork`](ProcessPool::fork) children are killed by
+//!   the kernel when the program's end of a pipe they watch closes. Every child starts with
+//!   only stdin, stdout, stderr and its own pipes: none holds another pool's pipes.
 //!
 //! # Faults
 //!
@@ -36,14 +43,13 @@
 //! # Examples
 //!
 //! ```
-//! use concurrent_futures::{Error, ProcessPool, process};
+//! use concurrent_futures::{Error, ProcessPool};
 //!
 //! fn square(x: u64) -> u64 {
 //!     x * x
 //! }
 //!
 //! fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     process::init()?; // first thing, while the program is single-threaded
 //!     let pool = ProcessPool::new(2)?;
 //!     let futures: Vec<_> = (0..10).map(|x| pool.submit(square, x)).collect();
 //!     let total: u64 = futures.into_iter().map(|f| f.into_result()).sum::<Result<_, Error>>()?;
@@ -54,10 +60,11 @@
 //!
 //! # Warning: what a worker sees
 //!
-//! A worker is a copy of the program *as it was when the fork server started*: statics set
-//! later, files opened later and libraries loaded later (`dlopen`) are not in it. Pass what a
-//! task needs in its argument, or set it up in an
-//! [`initializer`](ProcessPoolBuilder::initializer). Values must round-trip through postcard,
+//! A worker is a copy of the program *as it is at start-up*, before `main` and before the
+//! program's own constructors (`.init_array`, `#[ctor]`): statics at their initial values, no
+//! file the program opened, no library it loaded with `dlopen`, the environment and current
+//! directory as they were when the fork server started. Pass what a task needs in its
+//! argument, or set it up in an [`initializer`](ProcessPoolBuilder::initializer). Values must round-trip through postcard,
 //! which is not self-describing: `#[serde(untagged)]`, `flatten` and `serde_json::Value` do
 //! not. postcard also drops the text of a custom `Serialize`/`Deserialize` error, so an
 //! [`Error::Serialization`] says which value failed on which side, not why.
@@ -79,6 +86,7 @@ use crate::error::Error;
 use crate::executor::Payload;
 use crate::future::{Future, Promise};
 
+use crate::remote::image::Image;
 use crate::remote::wire;
 use crate::remote::{self, Dispatch, Slot, Typed};
 use manager::{Config, ForkJob, Shared, State, Task};
@@ -89,36 +97,19 @@ use manager::{Config, ForkJob, Shared, State, Task};
 /// turn so that a busy machine loses nothing, avoids most of those wake-ups.
 const SPIN: Duration = Duration::from_micros(50);
 
-/// Starts the fork server now. Call it first thing in `main`, before anything starts a
-/// thread (rayon, a runtime, a logger with a thread).
+/// Starts the fork server now instead of at the first [`ProcessPoolBuilder::build`]; optional,
+/// from any thread, at any time. Calling it again does nothing while the server runs.
 ///
-/// Every worker of every [`ProcessPool`] is forked from this server, which is itself a copy
-/// of the program at the moment of this call. Calling it again does nothing.
-///
-/// Without it, the first [`ProcessPoolBuilder::build`] starts the server, before the pool
-/// starts its own thread. That is just as good in a program that is still single-threaded
-/// then. In one that already runs threads (a test binary, whose harness runs tests on
-/// threads), the server and every worker inherit any lock another thread held at that instant,
-/// locked for good: a task that takes such a lock (`println!` racing another thread's
-/// `println!`, a `Mutex` of yours) hangs. This crate's own tests call `init` from an
-/// `.init_array` constructor, which runs before the harness starts its threads:
-///
-/// ```
-/// // In a test binary (tests/*.rs), where the harness owns `main`:
-/// #[used]
-/// #[unsafe(link_section = ".init_array")]
-/// static START_FORK_SERVER: extern "C" fn() = {
-///     extern "C" fn start() {
-///         concurrent_futures::process::init().expect("could not start the fork server");
-///     }
-///     start
-/// };
-/// # fn main() {}
-/// ```
+/// Every worker of every [`ProcessPool`] is forked from this server, which is this executable
+/// run again and taken over by this crate before its `main`: a copy of the program as it is
+/// at start-up, whatever threads the program runs now. Starting it early only moves the cost
+/// of that start (an `exec`, a few milliseconds) out of the first `build`.
 ///
 /// # Errors
 ///
-/// The error of `fork` or `socketpair` if the server cannot be started.
+/// The system's error if the server cannot be started (a socket, the `exec` of
+/// `/proc/self/exe`), `TimedOut` if it did not answer, and `Unsupported` if this crate is
+/// linked into a shared library rather than the executable (the server runs the executable).
 pub fn init() -> io::Result<()> {
     server::start()
 }
@@ -223,9 +214,9 @@ impl ProcessPoolBuilder {
     ///
     /// # Errors
     ///
-    /// `InvalidInput` when `max_workers`, `max_tasks_per_child` or `pipeline_depth` is 0;
-    /// otherwise the system's error if the fork server, a pipe or the manager thread cannot
-    /// be started. A worker that cannot be forked later breaks the pool instead.
+    /// `InvalidInput` when `max_workers`, `max_tasks_per_child` or `pipeline_depth` is 0, or
+    /// the initializer is not in the executable; otherwise as [`init`] if the fork server
+    /// cannot be started, or the system's error if a pipe or the manager thread cannot be. A worker that cannot be forked later breaks the pool instead.
     pub fn build(self) -> io::Result<ProcessPool> {
         let workers = match self.max_workers {
             Some(workers) => workers,
@@ -243,10 +234,25 @@ impl ProcessPoolBuilder {
                 ));
             }
         }
+        let image = Image::locate().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                "concurrent-futures must be linked into the executable to start a ProcessPool",
+            )
+        })?;
+        let initializer = match self.initializer {
+            None => 0,
+            Some(f) => image.offset_of(f as usize).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the initializer is not in the executable (a shared library's?)",
+                )
+            })?,
+        };
         let channel = server::connect()?;
         let config = Config {
             workers,
-            initializer: self.initializer.map_or(0, |f| f as usize),
+            initializer,
             max_tasks_per_child: self.max_tasks_per_child,
             task_timeout: self.task_timeout,
             on_worker_death: self.on_worker_death,
@@ -261,6 +267,7 @@ impl ProcessPoolBuilder {
             manager: Mutex::new(Some(handle)),
             next_id: AtomicU64::new(0),
             workers,
+            image,
         })
     }
 }
@@ -278,6 +285,8 @@ pub struct ProcessPool {
     manager: Mutex<Option<JoinHandle<()>>>,
     next_id: AtomicU64,
     workers: usize,
+    /// How this program names its functions to the workers.
+    image: Image,
 }
 
 impl ProcessPool {
@@ -354,6 +363,18 @@ impl ProcessPool {
     /// memory: about 0.2 ms for a small program and 18 ms per call at 500 MB resident on the
     /// machine this was measured on. For many small tasks use [`submit`](Self::submit).
     ///
+    /// # Warning: file descriptors
+    ///
+    /// The child keeps only stdin, stdout and stderr of this program's open files (and its own
+    /// result pipe): it holds no copy of another pool's pipes, nor of a pipe or socket whose
+    /// end of file someone waits for. A file or socket the closure uses must be opened inside
+    /// it; one it captures is closed in the child (and dropping a captured `File` there aborts
+    /// the child in a debug build: an I/O-safety check).
+    ///
+    /// The child dies with this program, whichever thread forked it: the kernel kills it when
+    /// the program's end of a pipe it watches closes. A process the program forks by other
+    /// means (not `exec`) holds a copy of that end, and keeps the children alive while it runs.
+    ///
     /// # Warning: threads
     ///
     /// The child is a fork of *this* process, threads and all, but only the calling thread
@@ -367,10 +388,9 @@ impl ProcessPool {
     /// # Examples
     ///
     /// ```
-    /// use concurrent_futures::{Error, ProcessPool, process};
+    /// use concurrent_futures::{Error, ProcessPool};
     ///
     /// fn main() -> Result<(), Box<dyn std::error::Error>> {
-    ///     process::init()?;
     ///     let pool = ProcessPool::new(1)?;
     ///     let words = vec!["isolated", "child"];
     ///     let joined = pool.fork(|| words.join(" ")); // borrows `words`: the child has a copy
@@ -507,6 +527,43 @@ fn refusal(state: &State) -> Option<Error> {
     }
 }
 
+/// The pipe whose write end only the program holds, so that its end of file, which comes when
+/// the program is gone, tells the kernel to kill the `fork` children.
+///
+/// Why a pipe: a `fork` child must die with the program, not with the thread that forked it
+/// (which `PR_SET_PDEATHSIG` would do: it fires when the forking *thread* ends, and
+/// `ProcessPool::fork` may be called from a thread that ends long before the child), and it
+/// cannot watch anything itself while it runs the closure. A pipe's readers that asked for
+/// `O_ASYNC` get a signal when its last writer closes, and `F_SETSIG` makes that signal
+/// SIGKILL: the kernel then kills each child the moment the program's fds close, however the
+/// program ends. Each child closes its own copy of the write end at once (see `fork_child`).
+struct Lifeline {
+    /// The process that made it: a fork of that process inherits the record, not the role.
+    owner: i32,
+    read: std::os::fd::OwnedFd,
+    _write: std::os::fd::OwnedFd,
+}
+
+static LIFELINE: std::sync::OnceLock<Option<Lifeline>> = std::sync::OnceLock::new();
+
+/// The read end of this program's lifeline, made at the first call; `None` if it could not be
+/// made or was inherited from the process this one is a fork of.
+fn lifeline() -> Option<std::os::fd::RawFd> {
+    use std::os::fd::AsRawFd;
+    let lifeline = LIFELINE.get_or_init(|| {
+        let (read, write) = sys::pipe().ok()?;
+        Some(Lifeline {
+            owner: sys::getpid(),
+            read,
+            _write: write,
+        })
+    });
+    lifeline
+        .as_ref()
+        .filter(|lifeline| lifeline.owner == sys::getpid())
+        .map(|lifeline| lifeline.read.as_raw_fd())
+}
+
 /// Forks a child that runs `f`, writes its reply frame and exits; returns its pid, a pidfd
 /// and the read end of its result pipe.
 fn fork_child<F, R>(f: F) -> io::Result<(i32, std::os::fd::OwnedFd, std::os::fd::OwnedFd)>
@@ -514,13 +571,22 @@ where
     F: FnOnce() -> R,
     R: Payload,
 {
+    use std::os::fd::AsRawFd;
+    let lifeline = lifeline();
     let (read, write) = sys::pipe()?;
     // SAFETY: the child runs `f`, serializes its result, writes it to a pipe it owns and
     // leaves through `exit_now`; the locks other threads may hold are the caller's
     // responsibility, as `ProcessPool::fork` documents (a hang, bounded by `task_timeout`).
+    // The fds it closes are never used again: nothing in it returns into code that owns them,
+    // and what the closure captured is its own to use or not, as `fork` documents.
     match unsafe { sys::fork() }? {
         sys::Forked::Child => {
             drop(read);
+            // Before closing the inherited write end, so that if the program is already gone,
+            // closing that last copy is what kills this child.
+            let watch = lifeline.and_then(|fd| sys::die_when_writers_close(fd).ok());
+            let watched = watch.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+            sys::close_fds_except(&[write.as_raw_fd(), watched]);
             let reply = match wire::run_and_encode(f) {
                 Ok(bytes) => wire::Reply::Value(bytes),
                 Err(failure) => wire::Reply::Failed(failure),
@@ -546,7 +612,8 @@ where
 remote::fn_executor_over_dispatch!(ProcessPool);
 
 impl Dispatch for ProcessPool {
-    /// Workers are forks of this program, so the addresses travel as they are.
+    /// Workers are forks of the fork server, which runs this executable at other addresses,
+    /// so the functions travel as offsets in the executable.
     fn dispatch(
         &self,
         trampoline: wire::Trampoline,
@@ -558,8 +625,21 @@ impl Dispatch for ProcessPool {
             slot.finish(Err(error));
             return;
         }
+        let offsets = self
+            .image
+            .offset_of(trampoline as usize)
+            .zip(self.image.offset_of(func));
+        let Some((trampoline, func)) = offsets else {
+            slot.finish(Err(Error::Serialization {
+                message: format!(
+                    "the function at {func:#x} is not in the executable (a shared library's?), \
+                     so it cannot be named in a worker"
+                ),
+            }));
+            return;
+        };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        match wire::request_frame(id, trampoline as usize, func, &arg) {
+        match wire::request_frame(id, trampoline, func, &arg) {
             Ok(frame) => self.enqueue(Task { id, frame, slot }),
             Err(error) => slot.finish(Err(error)),
         }

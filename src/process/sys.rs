@@ -59,6 +59,90 @@ pub(super) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// Sets close-on-exec on `fd`.
+pub(super) fn set_cloexec(fd: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an fd we own, with integer arguments only.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) }).map(drop)
+}
+
+/// Closes every fd of this process except stdin, stdout, stderr and `keep` (at most five):
+/// what a freshly forked or exec'd child of this crate does first, so that it holds no copy
+/// of another pool's pipes or of the program's files. Allocates nothing, so it is fine in a
+/// fork of a program that runs threads.
+///
+/// The fds closed here may still be owned by an `OwnedFd` of the image this process is a copy
+/// of: the caller must never drop those (they would close a number that may be reused).
+pub(super) fn close_fds_except(keep: &[RawFd]) {
+    let mut kept = [RawFd::MAX; 8];
+    assert!(keep.len() <= kept.len() - 3, "too many fds to keep");
+    kept[..3].copy_from_slice(&[0, 1, 2]);
+    kept[3..3 + keep.len()].copy_from_slice(keep);
+    kept.sort_unstable();
+    let mut first: libc::c_uint = 0;
+    for fd in kept {
+        let Ok(fd) = libc::c_uint::try_from(fd) else {
+            continue;
+        };
+        if fd > first {
+            close_range(first, fd - 1);
+        }
+        first = first.max(fd.saturating_add(1));
+    }
+    close_range(first, libc::c_uint::MAX);
+}
+
+/// Closes the fds from `first` to `last`, both included.
+fn close_range(first: libc::c_uint, last: libc::c_uint) {
+    // SAFETY: close_range takes integers only; closing fds has no memory-safety effect here,
+    // since the caller of `close_fds_except` never uses the closed ones again.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
+    if ret == -1 {
+        // No close_range (Linux before 5.9): close them one by one, up to the fd limit.
+        // SAFETY: sysconf has no preconditions.
+        let max = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) };
+        let end = libc::c_uint::try_from(max).unwrap_or(1 << 20).min(last);
+        for fd in first..=end {
+            // SAFETY: as above; EBADF for fds that are not open is ignored.
+            unsafe { libc::close(fd as RawFd) };
+        }
+    }
+}
+
+/// `fcntl` command that sets the signal an `O_ASYNC` file sends (`<asm-generic/fcntl.h>`; the
+/// libc crate does not export it).
+const F_SETSIG: libc::c_int = 10;
+
+/// Reopens the read end `read` of a pipe as an open file of this process alone, and asks the
+/// kernel to SIGKILL this process when the pipe's last write end closes (`O_ASYNC` with
+/// `F_SETSIG`: the "readable" signal a pipe sends its readers when its writers are gone). The
+/// returned fd must stay open for that to hold.
+pub(super) fn die_when_writers_close(read: RawFd) -> io::Result<OwnedFd> {
+    // The file must be this process's own: an inherited fd shares its owner (F_SETOWN) with
+    // every other process that inherited it, and only one of them would be signalled.
+    let path = std::ffi::CString::new(format!("/proc/self/fd/{read}"))
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `path` is a valid NUL-terminated string.
+    let fd = check(unsafe {
+        libc::open(
+            path.as_ptr().cast(),
+            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: open returned a new fd that nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: fcntl on that fd with integer arguments only.
+    unsafe {
+        check(libc::fcntl(fd.as_raw_fd(), libc::F_SETOWN, libc::getpid()))?;
+        check(libc::fcntl(fd.as_raw_fd(), F_SETSIG, libc::SIGKILL))?;
+        check(libc::fcntl(
+            fd.as_raw_fd(),
+            libc::F_SETFL,
+            libc::O_ASYNC | libc::O_NONBLOCK,
+        ))?;
+    }
+    Ok(fd)
+}
+
 /// Makes reads and writes on `fd` return `WouldBlock` instead of blocking.
 pub(super) fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
     // SAFETY: fcntl on an fd we own, with integer arguments only.
@@ -247,12 +331,6 @@ pub(super) fn die_with_parent(parent: i32) {
 pub(super) fn getpid() -> i32 {
     // SAFETY: getpid has no preconditions.
     unsafe { libc::getpid() }
-}
-
-/// True when called on the thread whose id is the process id: the main thread.
-pub(super) fn on_main_thread() -> bool {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() == libc::getpid() }
 }
 
 /// Sets the disposition of `signal` to `SIG_DFL` or `SIG_IGN`.

@@ -2,9 +2,11 @@
 //! own rayon pool, write the reply frame, until the request pipe ends.
 //!
 //! A worker is a fork of the fork server, so it starts single-threaded with a copy of the
-//! program as it was when the server started. It leaves only through `_exit` (never by
-//! returning into the copy of `main`), on end of file when the pool retires it, or when the
-//! server dies (`PR_SET_PDEATHSIG`).
+//! program as the loader made it (the server is an `exec` of the executable that never ran
+//! `main`), holding only stdin, stdout, stderr and its two pipes. Functions arrive as offsets
+//! in the executable, turned into this image's addresses here. It leaves only through `_exit`
+//! (never by returning into the copy of `main`), on end of file when the pool retires it, or
+//! when the server dies (`PR_SET_PDEATHSIG`).
 //!
 //! rayon: the global pool of the program this is a copy of may exist in the image without
 //! its threads (they were not copied), and a `par_iter` on it never returns. So each task runs
@@ -17,18 +19,28 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::catch_unwind;
 
 use super::{SPIN, sys};
+use crate::remote::image::Image;
 use crate::remote::panics;
 use crate::remote::wire::{self, Failure, Reply, Trampoline};
 use std::time::Instant;
 
-/// Runs the worker; never returns.
+/// Runs the worker, whose initializer is at `initializer` (an offset in the executable, or 0
+/// for none); never returns.
 pub(super) fn run(request: OwnedFd, result: OwnedFd, initializer: usize, server: i32) -> ! {
     sys::die_with_parent(server);
     panics::keep_quiet(None);
+    // The server is this executable, so the worker finds it as the program did.
+    let Some(image) = Image::locate() else {
+        sys::exit_now(2)
+    };
     let mut output = File::from(result);
     if initializer != 0 {
-        // SAFETY: the parent made `initializer` from a `fn()` of the program this process is
-        // a fork of (`ProcessPoolBuilder::initializer`), so it names that function here too.
+        let Some(initializer) = image.address_of(initializer) else {
+            sys::exit_now(2)
+        };
+        // SAFETY: the parent made `initializer` from a `fn()` of this executable
+        // (`ProcessPoolBuilder::build`), as its offset from the anchor, and `address_of`
+        // checked that it lands in the executable here, so it names that same function.
         let initializer = unsafe { std::mem::transmute::<usize, fn()>(initializer) };
         if let Err(payload) = catch_unwind(initializer) {
             let message = panics::with_backtrace(wire::panic_message(payload), &worker_name());
@@ -52,16 +64,20 @@ pub(super) fn run(request: OwnedFd, result: OwnedFd, initializer: usize, server:
             // Not a frame of ours: the channel is corrupt, and the parent will see the exit.
             sys::exit_now(2)
         };
-        // SAFETY: the parent wrote this address from `wire::trampoline::<A, R>` cast to a
-        // `Trampoline` (`Task::new`), in the program this process is a fork of.
-        let trampoline = unsafe { std::mem::transmute::<usize, Trampoline>(request.trampoline) };
+        let resolved = resolve(&image, request.trampoline, request.func);
         let pool = rayon.get_or_insert_with(|| {
             rayon::ThreadPoolBuilder::new()
                 .use_current_thread()
                 .build()
                 .ok()
         });
-        let call = || trampoline(request.func, request.arg);
+        let call = || match resolved {
+            Some((trampoline, func)) => trampoline(func, request.arg),
+            None => Err(Failure::Serialization(format!(
+                "{} received a function offset outside its executable",
+                worker_name()
+            ))),
+        };
         let outcome = match pool {
             Some(pool) => pool.install(call),
             None => call(),
@@ -80,6 +96,21 @@ pub(super) fn run(request: OwnedFd, result: OwnedFd, initializer: usize, server:
             sys::exit_now(0)
         }
     }
+}
+
+/// The trampoline and function that a request names by their offsets in the executable, or
+/// `None` if either lands outside it.
+fn resolve(image: &Image, trampoline: usize, func: usize) -> Option<(Trampoline, usize)> {
+    let trampoline = image.address_of(trampoline)?;
+    let func = image.address_of(func)?;
+    // SAFETY: the parent made the offset from `wire::trampoline::<A, R>` (or the chunk one)
+    // cast to a `Trampoline` (`remote::submit`, `ProcessPool::dispatch`), in this same
+    // executable, and `address_of` checked that it lands in the executable, so the address is
+    // that same function.
+    Some((
+        unsafe { std::mem::transmute::<usize, Trampoline>(trampoline) },
+        func,
+    ))
 }
 
 /// Reads from the non-blocking request pipe, polling for [`SPIN`] before sleeping in `poll`:

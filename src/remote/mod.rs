@@ -6,6 +6,7 @@
 //! A pool says how a function travels (its address to a fork, its offset in the executable to
 //! another rank) and where the frame goes, by implementing [`Dispatch`].
 
+pub(crate) mod image;
 pub(crate) mod panics;
 pub(crate) mod wire;
 
