@@ -128,13 +128,12 @@
 //! # Processes
 //!
 //! A [`ProcessPool`] runs a plain function (`fn(A) -> R`, with `A` and `R` serializable) in a
-//! worker process forked from this program. Call [`process::init`] first thing in `main`, while
-//! the program has no other thread: workers are then forked from a single-threaded fork
-//! server. Workers that die are replaced; the task they held fails with
-//! [`Error::WorkerDied`].
+//! worker process: a fork of a single-threaded fork server, which is this executable started
+//! afresh, so a pool can be built anywhere (in `main`, a test, a library, on any thread).
+//! Workers that die are replaced; the task they held fails with [`Error::WorkerDied`].
 //!
 //! ```
-//! use concurrent_futures::{Error, FnExecutor, ProcessPool, process};
+//! use concurrent_futures::{Error, FnExecutor, ProcessPool};
 //!
 //! fn collatz_steps(mut n: u64) -> u32 {
 //!     let mut steps = 0;
@@ -150,7 +149,6 @@
 //! }
 //!
 //! fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     process::init()?;
 //!     let pool = ProcessPool::new(2)?;
 //!     assert_eq!(pool.submit(collatz_steps, 27).into_result()?, 111);
 //!     let steps: Vec<u32> = pool.map_fn(collatz_steps, 1..=5).collect::<Result<_, _>>()?;

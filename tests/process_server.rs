@@ -204,6 +204,31 @@ fn workers_and_fork_children_hold_only_their_own_fds() {
     assert!(child.iter().all(|fd| fd.contains("pipe:")), "{child:?}");
 }
 
+/// The names of this process's environment variables.
+fn variables(_: ()) -> Vec<String> {
+    std::env::vars_os()
+        .map(|(name, _)| name.to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn workers_see_the_programs_environment_and_nothing_more() {
+    let pool = ProcessPool::new(1).unwrap();
+    let ours = variables(());
+    let theirs = pool
+        .submit(variables, ())
+        .result_timeout(BOUND)
+        .unwrap()
+        .clone();
+    // Not the variable that made the server's process the server.
+    let extra: Vec<&String> = theirs.iter().filter(|name| !ours.contains(name)).collect();
+    assert!(
+        extra.is_empty(),
+        "a worker has variables the program has not: {extra:?}"
+    );
+    assert!(theirs.contains(&"PATH".to_owned()) || !ours.contains(&"PATH".to_owned()));
+}
+
 #[test]
 fn hundreds_of_replacement_workers_do_not_jam_the_fork_server() {
     if !in_own_program("hundreds_of_replacement_workers_do_not_jam_the_fork_server") {

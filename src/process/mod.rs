@@ -133,7 +133,7 @@ pub enum OnWorkerDeath {
 ///
 /// ```
 /// use std::time::Duration;
-/// use concurrent_futures::process::{self, OnWorkerDeath};
+/// use concurrent_futures::process::OnWorkerDeath;
 /// use concurrent_futures::{Error, ProcessPool};
 ///
 /// fn stuck(_: ()) -> u8 {
@@ -143,7 +143,6 @@ pub enum OnWorkerDeath {
 /// }
 ///
 /// fn main() -> Result<(), Box<dyn std::error::Error>> {
-///     process::init()?;
 ///     let pool = ProcessPool::builder()
 ///         .max_workers(2)
 ///         .max_tasks_per_child(100)
@@ -234,12 +233,7 @@ impl ProcessPoolBuilder {
                 ));
             }
         }
-        let image = Image::locate().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::Unsupported,
-                "concurrent-futures must be linked into the executable to start a ProcessPool",
-            )
-        })?;
+        let image = server::image()?;
         let initializer = match self.initializer {
             None => 0,
             Some(f) => image.offset_of(f as usize).ok_or_else(|| {

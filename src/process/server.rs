@@ -143,7 +143,9 @@ pub(super) fn start() -> io::Result<()> {
 /// one if the last one died.
 pub(super) fn connect() -> io::Result<OwnedFd> {
     let mut server = lock();
+    let mut attempts = 0;
     loop {
+        attempts += 1;
         let main = &running(&mut server)?.main;
         let (ours, theirs) = sys::seqpacket_pair()?;
         let hello = Control {
@@ -153,8 +155,12 @@ pub(super) fn connect() -> io::Result<OwnedFd> {
         };
         match sys::send_with_fds(main, &hello.encode(), &[theirs.as_raw_fd()]) {
             Ok(()) => return Ok(ours),
-            // It died after `running` looked: the next turn starts a new one.
-            Err(error) if matches!(error.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) => {
+            // It died after `running` looked: the next turn starts a new one (once: a server
+            // that dies as it starts is an error to report, not to retry forever).
+            Err(error)
+                if attempts == 1
+                    && matches!(error.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) =>
+            {
                 retire(&mut server);
             }
             Err(error) => return Err(error),
@@ -205,16 +211,27 @@ fn retire(server: &mut Option<Running>) {
     }
 }
 
-/// Starts a server: `/proc/self/exe` with [`MARKER`], and waits until it says it runs.
-fn spawn() -> io::Result<Running> {
-    std::hint::black_box(&BECOME_SERVER);
-    if Image::locate().is_none() {
-        return Err(io::Error::new(
+/// Where this executable's code lies, which is how the program names functions to the
+/// server's workers.
+///
+/// # Errors
+///
+/// `Unsupported` if this crate is not in the executable (linked into a shared library): the
+/// server runs the executable, which would not have this crate's constructor.
+pub(super) fn image() -> io::Result<Image> {
+    Image::locate().ok_or_else(|| {
+        io::Error::new(
             io::ErrorKind::Unsupported,
             "the fork server runs this executable again, so concurrent-futures must be linked \
              into the executable itself, not into a shared library",
-        ));
-    }
+        )
+    })
+}
+
+/// Starts a server: `/proc/self/exe` with [`MARKER`], and waits until it says it runs.
+fn spawn() -> io::Result<Running> {
+    std::hint::black_box(&BECOME_SERVER);
+    image()?;
     let (main, theirs) = sys::seqpacket_pair()?;
     let program = sys::pidfd_open(sys::getpid())?;
     let inherited = [theirs.as_raw_fd(), program.as_raw_fd()];

@@ -4,64 +4,94 @@
 //!
 //! Each process loads the executable wherever address-space randomisation puts it, so an
 //! address means nothing in another process; the distance between two functions of the same
-//! image does not change. [`Image`] holds the anchor's address and the load address of the
-//! executable (from `dladdr`), so that an address outside the executable (a function of a
-//! shared library, whose distance to the anchor differs from process to process) is refused on
-//! the sending side and an offset that lands outside it is refused on the receiving side:
-//! never a wild jump.
+//! image does not change. [`Image`] holds the anchor's address and where the executable's code
+//! lies (from its program headers), so that an address outside it (a function of a shared
+//! library, whose distance to the anchor differs from process to process) is refused on the
+//! sending side and an offset that lands outside it is refused on the receiving side: never a
+//! wild jump.
 
 /// The anchor: any function of this crate would do, as long as it is in the executable. It is
 /// never called; only its address is used.
 #[inline(never)]
 fn anchor() {}
 
-/// Where this process loaded the executable.
+/// Where this process loaded the executable's code.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Image {
     anchor: usize,
-    /// The load address of the executable (`dli_fbase` of the anchor).
-    base: usize,
+    /// The addresses of the executable's code: from the start of its first executable segment
+    /// to the end of its last.
+    code: (usize, usize),
 }
 
+#[cfg(target_pointer_width = "64")]
+type Phdr = libc::Elf64_Phdr;
+#[cfg(target_pointer_width = "32")]
+type Phdr = libc::Elf32_Phdr;
+
 impl Image {
-    /// Locates the executable; `None` if this crate is not part of it (linked into a shared
-    /// library, whose code lies elsewhere in each process) or if `dladdr` cannot say which
-    /// object the anchor is in (a fully static binary without the loader's bookkeeping).
+    /// Locates the executable's code; `None` if this crate is not part of it (linked into a
+    /// shared library, whose code lies elsewhere in each process) or if the program headers
+    /// cannot be read.
     pub(crate) fn locate() -> Option<Image> {
+        let code = executable_code()?;
         let anchor = anchor as fn() as usize;
-        let base = object_base(anchor)?;
-        // SAFETY: getauxval reads the auxiliary vector the kernel gave this process; AT_ENTRY
-        // is the executable's entry point, so its object is the executable.
-        let entry = unsafe { libc::getauxval(libc::AT_ENTRY) } as usize;
-        (object_base(entry)? == base).then_some(Image { anchor, base })
+        (code.0 <= anchor && anchor < code.1).then_some(Image { anchor, code })
     }
 
     /// The offset that names the function at `address` in every process running this
     /// executable, or `None` if the function is not in the executable.
     pub(crate) fn offset_of(&self, address: usize) -> Option<usize> {
-        (object_base(address)? == self.base).then(|| address.wrapping_sub(self.anchor))
+        self.contains(address)
+            .then(|| address.wrapping_sub(self.anchor))
     }
 
     /// The address, in this process, of the function another process sent as `offset`, or
-    /// `None` if it lands outside the executable.
+    /// `None` if it lands outside the executable's code.
     pub(crate) fn address_of(&self, offset: usize) -> Option<usize> {
         let address = self.anchor.wrapping_add(offset);
-        (object_base(address)? == self.base).then_some(address)
+        self.contains(address).then_some(address)
+    }
+
+    fn contains(&self, address: usize) -> bool {
+        self.code.0 <= address && address < self.code.1
     }
 }
 
-/// The load address of the object `address` lies in, as the dynamic loader knows it.
-fn object_base(address: usize) -> Option<usize> {
-    let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
-    // SAFETY: `dladdr` only reads the loader's tables and writes `info`, which is a valid,
-    // zeroed `Dl_info`; any address may be asked about, mapped or not.
-    let found = unsafe { libc::dladdr(address as *const libc::c_void, info.as_mut_ptr()) };
-    if found == 0 {
+/// The span of the executable's executable segments in this process, from its program
+/// headers, which the kernel maps with it and points at in the auxiliary vector: no call into
+/// the dynamic loader, so it works in a static executable too, and costs nothing per lookup.
+fn executable_code() -> Option<(usize, usize)> {
+    // SAFETY: getauxval only reads the auxiliary vector the kernel gave this process.
+    let (phdr, count) = unsafe {
+        (
+            libc::getauxval(libc::AT_PHDR),
+            libc::getauxval(libc::AT_PHNUM),
+        )
+    };
+    if phdr == 0 || count == 0 {
         return None;
     }
-    // SAFETY: `dladdr` succeeded, so it filled `info` in (and it was zeroed before anyway).
-    let base = unsafe { info.assume_init() }.dli_fbase as usize;
-    (base != 0).then_some(base)
+    // SAFETY: AT_PHDR is the address of the executable's program headers, AT_PHNUM their
+    // number; the kernel maps them for the life of the process.
+    let headers =
+        unsafe { std::slice::from_raw_parts(phdr as usize as *const Phdr, count as usize) };
+    // Where the executable was loaded: the headers' run-time address minus the address the
+    // file gives them (0 for an executable that is not position-independent and has none).
+    let bias = headers
+        .iter()
+        .find(|header| header.p_type == libc::PT_PHDR)
+        .map_or(0, |header| {
+            (phdr as usize).wrapping_sub(header.p_vaddr as usize)
+        });
+    headers
+        .iter()
+        .filter(|header| header.p_type == libc::PT_LOAD && header.p_flags & libc::PF_X != 0)
+        .map(|header| {
+            let start = bias.wrapping_add(header.p_vaddr as usize);
+            (start, start + header.p_memsz as usize)
+        })
+        .reduce(|(start, end), (s, e)| (start.min(s), end.max(e)))
 }
 
 #[cfg(test)]
