@@ -346,6 +346,9 @@ fn serve(main: OwnedFd, program: OwnedFd) -> ! {
     // Ctrl-C goes to the whole process group; the program decides what it means, and the
     // server and workers die with the program anyway.
     sys::set_signal(libc::SIGINT, libc::SIG_IGN);
+    // A program that ignores SIGCHLD would pass that on through `exec`, and its children
+    // would then be reaped by the kernel before the server could report how they ended.
+    sys::set_signal(libc::SIGCHLD, libc::SIG_DFL);
     sys::mask_signal(libc::SIGCHLD, true);
     let Ok(sigchld) = sys::sigchld_fd() else {
         sys::exit_now(1)

@@ -3,8 +3,8 @@
 //! ([`wire`]), the typed end of a task that the carrier holds type-erased ([`Slot`]), and the
 //! two ways a task is made ([`submit`], [`submit_chunk`]).
 //!
-//! A pool says how a function travels (its address to a fork, its offset in the executable to
-//! another rank) and where the frame goes, by implementing [`Dispatch`].
+//! Functions travel as offsets in the executable ([`image`]); a pool says where the frame goes,
+//! and refuses a function it cannot name, by implementing [`Dispatch`].
 
 pub(crate) mod image;
 pub(crate) mod panics;

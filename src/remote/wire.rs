@@ -5,11 +5,10 @@
 //! [postcard argument]`; a reply frame is `[u32 length][u64 task id][u8 kind][body]`, where the
 //! body is the postcard result or a UTF-8 message. Lengths and integers are little-endian.
 //!
-//! The frame carries two numbers that name the trampoline and the function; the pool decides
-//! what they are. For a [`ProcessPool`](crate::ProcessPool) they are addresses, valid in the
-//! worker because it is a fork of this program (same image, same addresses: a fork, not an
-//! `exec`, so address-space randomisation moves nothing). For the MPI pool, whose ranks load
-//! the executable wherever they like, they are offsets from an anchor in the executable. The
+//! The frame carries two numbers that name the trampoline and the function: their offsets
+//! from an anchor in the executable ([`image`](super::image)), since the processes that run
+//! them (the fork server's workers, MPI ranks) load the executable wherever address-space
+//! randomisation puts it; the receiving side turns them back into addresses. The
 //! trampoline is monomorphised for the concrete argument and result types, so
 //! the worker needs no type information of its own; keeping it generic over `fn(A) -> R` lets a
 //! chunk of items travel as one task whose argument is the chunk.
@@ -67,9 +66,9 @@ pub(crate) fn trampoline<A: Payload, R: Payload>(
     let arg: A = decode_in_worker(arg)?;
     // SAFETY: `func` was made by `remote::submit` from a value of exactly this type
     // `fn(A) -> R` (this trampoline is instantiated with the same `A` and `R` there), and the
-    // pool turned it into an address of this process: unchanged in a fork of the program, or
-    // from an offset in an executable checked byte-identical (MPI ranks), so it names the same
-    // function here.
+    // receiving side turned its offset in the executable into an address of this process, in
+    // the same executable (the fork server's workers) or one checked byte-identical (MPI
+    // ranks), so it names the same function here.
     let func = unsafe { std::mem::transmute::<usize, fn(A) -> R>(func) };
     run_and_encode(|| func(arg))
 }
