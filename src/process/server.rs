@@ -184,17 +184,21 @@ fn running(server: &mut Option<Running>) -> io::Result<&Running> {
     {
         retire(server);
     }
-    if server.is_none() {
-        *server = Some(spawn()?);
-        static AT_EXIT: Once = Once::new();
-        // SAFETY: `stop` is an `extern "C" fn()` that stays valid for the life of the program,
-        // as atexit requires. A failed registration (no memory) only means the server is
-        // stopped by the program's death instead.
-        AT_EXIT.call_once(|| unsafe {
-            libc::atexit(stop);
-        });
-    }
-    Ok(server.as_ref().expect("started above"))
+    let running = match server.take() {
+        Some(running) => running,
+        None => {
+            let running = spawn()?;
+            static AT_EXIT: Once = Once::new();
+            // SAFETY: `stop` is an `extern "C" fn()` that stays valid for the life of the
+            // program, as atexit requires. A failed registration (no memory) only means the
+            // server is stopped by the program's death instead.
+            AT_EXIT.call_once(|| unsafe {
+                libc::atexit(stop);
+            });
+            running
+        }
+    };
+    Ok(server.insert(running))
 }
 
 /// True once the process of `pidfd` has ended.
