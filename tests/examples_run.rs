@@ -90,9 +90,25 @@ fn scraper_reports_every_kind_of_outcome() {
             "/status/404        404 error",
             "/status/500        500 error",
             "/delay/2000        timed out",
-            "faster",
+            "sequential: ",
+            "concurrent: ",
+            "concurrent/sequential time: ",
         ],
     );
+    // What the pool changes, and not a speed: one request at a time, then several at once.
+    let peak = |run: &str| -> usize {
+        let line = output
+            .lines()
+            .find(|line| line.starts_with(&format!("{run}: ")))
+            .unwrap_or_else(|| panic!("no {run} summary in:\n{output}"));
+        let count = line
+            .split("at most ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok());
+        count.unwrap_or_else(|| panic!("no count in {line:?}"))
+    };
+    assert_eq!(peak("sequential"), 1, "{output}");
+    assert!(peak("concurrent") >= 2, "{output}");
 }
 
 #[test]
