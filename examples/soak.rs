@@ -1,7 +1,8 @@
 //! A soak: a mixed workload with faults on every pool for a while, then a check that nothing
 //! was lost and nothing leaked. Linux only (it reads `/proc`).
 //!
-//! `cargo run --release --example soak -- --seconds 60 [--seed N] [--skip KIND,KIND] [--stall-seconds 60]`
+//! `cargo run --release --example soak -- --seconds 60 [--seed N] [--skip KIND,KIND]
+//! [--stall-seconds 60]`
 //!
 //! Three driver threads run at once, one per pool type, each in rounds chosen by its own
 //! xorshift generator (seeded from `--seed`, printed at the start, so a failing run can be
@@ -11,9 +12,9 @@
 //!   `wait` and `as_completed` with short timeouts, tasks waiting on another pool's future,
 //!   maps dropped midway (some with a deadline), and pools shut down with futures pending,
 //!   dropped and rebuilt;
-//! * `process`: the same on a [`ProcessPool`] with a `task_timeout`, plus workers that kill
-//!   themselves, tasks that outrun the timeout, `kill_workers` with tasks queued, and now and
-//!   then `max_tasks_per_child`;
+//! * `process`: the same on a [`ProcessPool`] (half of them with a `task_timeout`), plus
+//!   workers that kill themselves, tasks that outrun the timeout, `kill_workers` and
+//!   `terminate_workers` with tasks queued, and now and then `max_tasks_per_child`;
 //! * `fork`: [`ProcessPool::fork`] children that return, panic or abort;
 //! * `fork-large`: `fork` children returning 1 MiB (more than a pipe holds);
 //! * `fork-exit`: `fork` children that call `std::process::exit(3)`.
@@ -28,7 +29,7 @@
 //!
 //! RSS, threads, open fds and descendant processes are measured after a warm-up round (which
 //! starts what stays started: the fork server, the global rayon pool) with every pool
-//! dropped, and again at the end once every pool is dropped and the counts have had up to
+//! dropped, once the counts hold still, and again at the end once every pool is dropped and the counts have had up to
 //! [`SETTLE`] to come back (rayon's threads exit after their pool is dropped). Threads, fds and
 //! descendants must be back to their start; RSS may grow by [`RSS_SLACK_KIB`] (the allocator keeps
 //! freed memory). The exit status is 0 only if nothing was lost, wrong or leaked; the last line
@@ -109,7 +110,7 @@ fn main() -> ExitCode {
     let _ = CpuPool::global().submit(|| ()).result_timeout(LOST_AFTER);
     let warm_up = Instant::now() + Duration::from_millis(1);
     run_drivers(&options, &tally, warm_up, 0);
-    let start = Usage::now();
+    let start = still_usage();
     let after_warm_up = tally.snapshot();
     println!("start: {start}");
 
@@ -520,19 +521,21 @@ struct Driver {
     tally: Arc<Tally>,
     /// Rounds start until then; the first round always runs (the warm-up).
     deadline: Instant,
+    /// Whether this driver's kind was not skipped.
     enabled: bool,
     kinds: ProcessKinds,
 }
 
-/// A planned fault of a thread-pool task.
+/// What every task computes from `x` (a little arithmetic, so that tasks overlap), or a
+/// planned panic.
 fn cpu_task(x: u64, panic: bool) -> u64 {
     if panic {
         std::panic::panic_any(PLANNED);
     }
-    // A little real work, so that tasks overlap.
     (0..x % 1000).fold(x, |acc, i| acc.wrapping_mul(31).wrapping_add(i))
 }
 
+/// [`cpu_task`] after a sleep of `sleep_us` microseconds (a task waiting on I/O).
 fn io_task(x: u64, panic: bool, sleep_us: u64) -> u64 {
     thread::sleep(Duration::from_micros(sleep_us));
     cpu_task(x, panic)
@@ -566,9 +569,7 @@ impl Driver {
             }
             d.map_round(cpu, 0);
             if d.rng.percent(25) {
-                d.drop_pool(pool.take().expect("built above"), |p, w, c| {
-                    p.shutdown(w, c)
-                });
+                d.drop_pool(pool.take().expect("built above"));
             }
         });
     }
@@ -583,9 +584,7 @@ impl Driver {
             d.executor_round(io, 2000, None);
             d.map_round(io, 500);
             if d.rng.percent(25) {
-                d.drop_pool(pool.take().expect("built above"), |p, w, c| {
-                    p.shutdown(w, c)
-                });
+                d.drop_pool(pool.take().expect("built above"));
             }
         });
     }
@@ -743,7 +742,7 @@ impl Driver {
 
     /// Drops `pool` in one of the ways a program does: as is, after `shutdown(wait = false)`
     /// with or without cancelling, with tasks still queued; those tasks must settle.
-    fn drop_pool<P: Executor>(&mut self, pool: P, shutdown: impl Fn(&P, bool, bool)) {
+    fn drop_pool<P: Executor>(&mut self, pool: P) {
         let pending: Vec<_> = (0..self.rng.range(0..20))
             .map(|x| {
                 self.tally.submitted.fetch_add(1, Ordering::SeqCst);
@@ -754,8 +753,8 @@ impl Driver {
             })
             .collect();
         match self.rng.range(0..3) {
-            0 => shutdown(&pool, false, true),
-            1 => shutdown(&pool, false, false),
+            0 => pool.shutdown(false, true),
+            1 => pool.shutdown(false, false),
             _ => {}
         }
         drop(pool);
@@ -1033,6 +1032,25 @@ fn settled_usage(start: &Usage) -> Usage {
             return usage;
         }
         thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The usage once threads, fds and descendants have held still for a second (the warm-up's
+/// dropped rayon pools end their threads after the drop), or after [`SETTLE`].
+fn still_usage() -> Usage {
+    let deadline = Instant::now() + SETTLE;
+    let mut last = Usage::now();
+    let mut since = Instant::now();
+    loop {
+        thread::sleep(Duration::from_millis(100));
+        let usage = Usage::now();
+        if !usage.within(&last) || !last.within(&usage) {
+            since = Instant::now();
+        }
+        last = usage;
+        if since.elapsed() >= Duration::from_secs(1) || Instant::now() > deadline {
+            return last;
+        }
     }
 }
 
