@@ -113,8 +113,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         );
     }
     println!(
-        "concurrent/sequential time: {:.2}",
-        concurrent.as_secs_f64() / sequential.as_secs_f64()
+        "speed-up: {:.2}x (sequential time / concurrent time)",
+        sequential.as_secs_f64() / concurrent.as_secs_f64()
     );
     Ok(())
 }

@@ -92,7 +92,7 @@ fn scraper_reports_every_kind_of_outcome() {
             "/delay/2000        timed out",
             "sequential: ",
             "concurrent: ",
-            "concurrent/sequential time: ",
+            "speed-up: ",
         ],
     );
     // What the pool changes, and not a speed: one request at a time, then several at once.
