@@ -8,11 +8,13 @@
 //! server on 127.0.0.1 (any free port) that answers `/delay/N` after N milliseconds and
 //! `/status/N` with status N, and fetches from it with a real blocking HTTP client, `ureq`.
 //! The URLs give every outcome a scraper meets: 200, 404, 500, and a response slower than the
-//! client's timeout.
+//! client's timeout. Each run prints how many requests it had in flight at most, which is
+//! what the pool changes, and the times it measured.
 
 use std::error::Error;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -33,6 +35,10 @@ enum Outcome {
     /// Anything else: refused, reset, malformed.
     Failed(String),
 }
+
+/// Requests the client has in flight now, and the most at once since the last reset.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+static PEAK_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
 fn main() -> Result<(), Box<dyn Error>> {
     let server = start_server()?;
@@ -68,6 +74,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         report(url, &fetch(&agent, url));
     }
     let sequential = start.elapsed();
+    let sequential_peak = PEAK_IN_FLIGHT.swap(0, Ordering::SeqCst);
 
     println!("\nconcurrent, on an IoPool of {} threads:", urls.len());
     let pool = IoPool::builder()
@@ -92,19 +99,46 @@ fn main() -> Result<(), Box<dyn Error>> {
         report(url, &outcome);
     }
     let concurrent = start.elapsed();
+    let concurrent_peak = PEAK_IN_FLIGHT.swap(0, Ordering::SeqCst);
     pool.shutdown(true, false);
 
+    println!();
+    for (name, elapsed, peak) in [
+        ("sequential", sequential, sequential_peak),
+        ("concurrent", concurrent, concurrent_peak),
+    ] {
+        println!(
+            "{name}: {:.2} s, at most {peak} request(s) in flight at once",
+            elapsed.as_secs_f64()
+        );
+    }
     println!(
-        "\nsequential {:.2} s, concurrent {:.2} s: {:.1}x faster",
-        sequential.as_secs_f64(),
-        concurrent.as_secs_f64(),
+        "speed-up: {:.2}x (sequential time / concurrent time)",
         sequential.as_secs_f64() / concurrent.as_secs_f64()
     );
     Ok(())
 }
 
+/// Counts a request in flight for as long as it lives.
+struct InFlight;
+
+impl InFlight {
+    fn start() -> Self {
+        let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
+        PEAK_IN_FLIGHT.fetch_max(now, Ordering::SeqCst);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// GETs `url` and sorts what happened into an [`Outcome`].
 fn fetch(agent: &ureq::Agent, url: &str) -> Outcome {
+    let _counted = InFlight::start();
     match agent.get(url).call() {
         Ok(mut response) => {
             let status = response.status().as_u16();

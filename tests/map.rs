@@ -140,16 +140,61 @@ fn chunksize_zero_is_refused() {
     let _ = InlineExecutor::new().map(|x: u8| x, [1]).chunksize(0);
 }
 
+// Cases 10 to 14 check what CPython checks (the results), and also the window itself: with a
+// no-op `buffersize` every result would still be right. CPython's thread pool submits one task
+// per item, hence `chunksize(1)` here; then after the consumer has taken `yielded` items the map
+// has pulled exactly `yielded - 1 + buffersize` of the input (the window was filled before the
+// last item was handed out), or all of it if the input is shorter.
+
+/// `input`, counting the items the map pulls from it.
+fn counted<I: Iterator>(input: I) -> (impl Iterator<Item = I::Item>, Rc<Cell<usize>>) {
+    let pulled = Rc::new(Cell::new(0));
+    let counter = pulled.clone();
+    (
+        input.inspect(move |_| counter.set(counter.get() + 1)),
+        pulled,
+    )
+}
+
+/// Takes up to `n` values from `map` (a map of chunks of one item over an input of `len`
+/// items, `None` if endless), asserting after each that the map pulled exactly a window ahead.
+fn take_checking_window<T: std::fmt::Debug>(
+    map: impl Iterator<Item = Result<T, Error>>,
+    pulled: &Cell<usize>,
+    buffersize: usize,
+    len: Option<usize>,
+    n: usize,
+) -> Vec<T> {
+    let mut values = Vec::new();
+    assert_eq!(
+        pulled.get(),
+        0,
+        "the map pulled input before the first next()"
+    );
+    for value in map.take(n) {
+        values.push(value.unwrap());
+        let window = values.len() - 1 + buffersize;
+        assert_eq!(
+            pulled.get(),
+            len.map_or(window, |len| len.min(window)),
+            "pulled after {} values with buffersize {buffersize}",
+            values.len()
+        );
+    }
+    values
+}
+
 // 10
 #[test]
 fn buffersize() {
     let executor = ThreadPerTask::default();
     for buffersize in [1, 2, 4, 8] {
-        let got: Vec<String> = executor
-            .map(|x: u32| x.to_string(), 0..4)
-            .buffersize(buffersize)
-            .map(Result::unwrap)
-            .collect();
+        let (ints, pulled) = counted(0..4);
+        let map = executor
+            .map(|x: u32| x.to_string(), ints)
+            .chunksize(1)
+            .buffersize(buffersize);
+        let got = take_checking_window(map, &pulled, buffersize, Some(4), usize::MAX);
         assert_eq!(got, ["0", "1", "2", "3"]);
     }
 }
@@ -158,38 +203,45 @@ fn buffersize() {
 #[test]
 fn buffersize_on_multiple_iterables() {
     let executor = ThreadPerTask::default();
-    let got: Vec<u32> = executor
-        .map(|(a, b): (u32, u32)| a + b, (0..4).zip(0..4))
-        .buffersize(2)
-        .map(Result::unwrap)
-        .collect();
-    assert_eq!(got, [0, 2, 4, 6]);
+    for buffersize in [1, 2, 4, 8] {
+        let (pairs, pulled) = counted((0..4).zip(0..4));
+        let map = executor
+            .map(|(a, b): (u32, u32)| a + b, pairs)
+            .chunksize(1)
+            .buffersize(buffersize);
+        let got = take_checking_window(map, &pulled, buffersize, Some(4), usize::MAX);
+        assert_eq!(got, [0, 2, 4, 6]);
+    }
 }
 
 // 12
 #[test]
 fn buffersize_on_infinite_iterable() {
     let executor = ThreadPerTask::default();
-    let mut iter = executor.map(|x: u64| x.to_string(), 0..).buffersize(2);
-    assert_eq!(iter.next(), Some(Ok("0".into())));
-    assert_eq!(iter.next(), Some(Ok("1".into())));
-    assert_eq!(iter.next(), Some(Ok("2".into())));
+    let (ints, pulled) = counted(0..);
+    let map = executor
+        .map(|x: u64| x.to_string(), ints)
+        .chunksize(1)
+        .buffersize(2);
+    let got = take_checking_window(map, &pulled, 2, None, 3);
+    assert_eq!(got, ["0", "1", "2"]);
 }
 
 // 13
 #[test]
 fn buffersize_on_multiple_infinite_iterables() {
     let executor = ThreadPerTask::default();
-    let got: Vec<u64> = executor
-        .map(|(a, b): (u64, u64)| a + b, (0..).zip(0..))
-        .buffersize(2)
-        .take(3)
-        .map(Result::unwrap)
-        .collect();
+    let (pairs, pulled) = counted((0..).zip(0..));
+    let map = executor
+        .map(|(a, b): (u64, u64)| a + b, pairs)
+        .chunksize(1)
+        .buffersize(2);
+    let got = take_checking_window(map, &pulled, 2, None, 3);
     assert_eq!(got, [0, 2, 4]);
 }
 
-// 14
+// 14, and an input that runs dry inside the window: an empty input has nothing for the window
+// to hold back, so that part alone would pass with any `buffersize`.
 #[test]
 fn buffersize_on_empty_iterable() {
     let executor = ThreadPerTask::default();
@@ -204,6 +256,11 @@ fn buffersize_on_empty_iterable() {
         executor.map_unordered(|x: u8| x, std::iter::empty()).next(),
         None
     );
+    let (ints, pulled) = counted(0..3);
+    let mut map = executor.map(|x: u8| x, ints).chunksize(1).buffersize(2);
+    let got = take_checking_window(map.by_ref(), &pulled, 2, Some(3), usize::MAX);
+    assert_eq!(got, [0, 1, 2]);
+    assert_eq!(map.next(), None);
 }
 
 // 16, adapted: nothing is pulled before the first `next()`, then exactly the window.

@@ -1,12 +1,12 @@
 //! `.progress()` on maps and `as_completed` (feature `progress`), without a terminal: the bar
 //! counts every item it hands on, knows its total when the input does, leaves the final time-out
-//! out of the count, and draws nothing when standard error is not a terminal.
+//! out of the count, and draws (and ticks on a thread of its own) only when standard error is a
+//! terminal.
 
 #![cfg(feature = "progress")]
 
 mod common;
 
-use std::io::IsTerminal;
 use std::time::Duration;
 
 use common::{LONG, completed_after, pending, successful};
@@ -99,9 +99,118 @@ fn as_completed_reaches_its_total_when_all_finish() {
     assert_eq!(completed.position(), completed.total().unwrap());
 }
 
+/// Set in the child that [`the_bar_draws_and_ticks_only_on_a_terminal`] runs with a chosen
+/// standard error.
+#[cfg(target_os = "linux")]
+const CHILD: &str = "PROGRESS_TEST_CHILD";
+
+/// Whether a bar was visible and ticking depends on what file descriptor 2 is, which a test
+/// cannot change for itself: it runs this test binary again, once with standard error on a
+/// pipe and once on a pseudo-terminal, and looks at what the bar wrote and at the threads the
+/// child ran (a drawn bar redraws on a thread of its own; a hidden one must not cost one).
+#[cfg(target_os = "linux")]
 #[test]
-fn the_bar_draws_only_on_a_terminal() {
-    let pool = CpuPool::new(1);
-    let map = [1, 2, 3].par_map(&pool, |x: i32| x + 1).progress();
-    assert_eq!(map.bar().is_hidden(), !std::io::stderr().is_terminal());
+fn the_bar_draws_and_ticks_only_on_a_terminal() {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::process::{Command, Stdio};
+
+    if std::env::var_os(CHILD).is_some() {
+        return report_bar_threads();
+    }
+    let child = |stderr: Stdio| {
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "the_bar_draws_and_ticks_only_on_a_terminal",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .env("TERM", "xterm")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap()
+    };
+    /// The child's "threads A B" line: threads before the bar and while it lives.
+    fn threads(stdout: &str) -> (usize, usize) {
+        // libtest prints the test's name on the same line first.
+        let line = stdout
+            .lines()
+            .find_map(|l| Some(l.split_once("threads ")?.1));
+        let numbers: Vec<usize> = line
+            .unwrap_or_else(|| panic!("no thread counts in:\n{stdout}"))
+            .split(' ')
+            .map(|n| n.parse().unwrap())
+            .collect();
+        (numbers[0], numbers[1])
+    }
+    let finish = |child: std::process::Child| {
+        let output = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "child failed:\n{stdout}");
+        (stdout, String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+
+    // Standard error on a pipe: nothing drawn, no ticking thread.
+    let (stdout, stderr) = finish(child(Stdio::piped()));
+    assert!(!stderr.contains("3/3"), "drawn on a pipe: {stderr:?}");
+    let (before, with_bar) = threads(&stdout);
+    assert_eq!(with_bar, before, "a hidden bar started a thread:\n{stdout}");
+
+    // On a terminal: drawn, and ticking on one more thread.
+    let (mut master, mut slave) = (-1, -1);
+    let size = libc::winsize {
+        ws_row: 24,
+        ws_col: 100,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: FFI; openpty writes the two descriptors it opens into `master` and `slave`, takes
+    // no name buffer (null) and default terminal modes (null), and only reads `size`.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened by openpty and are owned by nothing else.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    // The child gets the only copy of the terminal's side, so the master reads end-of-file
+    // (EIO on Linux) once the child has exited.
+    let running = child(Stdio::from(slave));
+    let reader = std::thread::spawn(move || {
+        let mut master = std::fs::File::from(master);
+        let mut drawn = Vec::new();
+        let mut buffer = [0; 4096];
+        while let Ok(n @ 1..) = master.read(&mut buffer) {
+            drawn.extend_from_slice(&buffer[..n]);
+        }
+        String::from_utf8_lossy(&drawn).into_owned()
+    });
+    let (stdout, _) = finish(running);
+    let drawn = reader.join().unwrap();
+    assert!(drawn.contains("3/3"), "not drawn on a terminal: {drawn:?}");
+    let (before, with_bar) = threads(&stdout);
+    assert_eq!(with_bar, before + 1, "no ticking thread:\n{stdout}");
+}
+
+/// The child's side: a map with a bar, on no pool (so no other thread comes or goes), and the
+/// number of threads of the process before the bar and while it lives.
+#[cfg(target_os = "linux")]
+fn report_bar_threads() {
+    use concurrent_futures::InlineExecutor;
+    let count = || std::fs::read_dir("/proc/self/task").unwrap().count();
+    let executor = InlineExecutor::new();
+    let before = count();
+    let mut map = [1, 2, 3].par_map(&executor, |x: i32| x + 1).progress();
+    let with_bar = count();
+    assert_eq!(map.by_ref().count(), 3);
+    println!("threads {before} {with_bar}");
 }
