@@ -37,15 +37,56 @@ pub(super) fn run(request: OwnedFd, result: OwnedFd, initializer: usize, server:
         }
     }
     let request = File::from(request);
-    let mut input = match sys::set_nonblocking(&request) {
+    let input = match sys::set_nonblocking(&request) {
         Ok(()) => BufReader::with_capacity(64 * 1024, SpinRead(request)),
         Err(_) => sys::exit_now(2),
     };
+    serve_tasks(input, output)
+}
+
+/// What the pool tells a worker before its first request (the first bytes on its request
+/// pipe): the pool's choices that the fork server does not need to know about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Settings {
+    /// Threads of the worker's rayon pool.
+    pub(super) threads: usize,
+    /// The largest frame body the pool accepts: longer requests are refused, longer replies
+    /// are replaced by a short failure.
+    pub(super) max_frame_bytes: usize,
+}
+
+/// Bytes of encoded [`Settings`].
+const SETTINGS_BYTES: usize = 16;
+
+impl Settings {
+    pub(super) fn encode(self) -> [u8; SETTINGS_BYTES] {
+        let mut out = [0; SETTINGS_BYTES];
+        out[..8].copy_from_slice(&(self.threads as u64).to_le_bytes());
+        out[8..].copy_from_slice(&(self.max_frame_bytes as u64).to_le_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8; SETTINGS_BYTES]) -> Settings {
+        let word = |at: usize| usize::try_from(wire::u64_at(&bytes[at..])).unwrap_or(usize::MAX);
+        Settings {
+            threads: word(0),
+            max_frame_bytes: word(8),
+        }
+    }
+}
+
+/// The task loop: reads the settings, then runs requests until end of file; never returns.
+fn serve_tasks(mut input: impl Read, mut output: File) -> ! {
+    let mut settings = [0; SETTINGS_BYTES];
+    if input.read_exact(&mut settings).is_err() {
+        sys::exit_now(0)
+    }
+    let settings = Settings::decode(&settings);
     // Built at the first task; `None` inside if the threads could not be started, and then
     // tasks run directly (a worker that cannot start threads can still run plain tasks).
     let mut rayon: Option<Option<rayon::ThreadPool>> = None;
     loop {
-        let Some(body) = read_frame(&mut input) else {
+        let Some(body) = read_frame(&mut input, settings.max_frame_bytes) else {
             sys::exit_now(0)
         };
         let Some(request) = wire::parse_request(&body) else {
@@ -57,6 +98,7 @@ pub(super) fn run(request: OwnedFd, result: OwnedFd, initializer: usize, server:
         let trampoline = unsafe { std::mem::transmute::<usize, Trampoline>(request.trampoline) };
         let pool = rayon.get_or_insert_with(|| {
             rayon::ThreadPoolBuilder::new()
+                .num_threads(settings.threads)
                 .use_current_thread()
                 .build()
                 .ok()
@@ -67,15 +109,25 @@ pub(super) fn run(request: OwnedFd, result: OwnedFd, initializer: usize, server:
             None => call(),
         };
         let reply = match outcome {
+            Ok(bytes) if bytes.len() + wire::REPLY_HEADER > settings.max_frame_bytes => {
+                Reply::Failed(Failure::Serialization(format!(
+                    "the result is too large to send: a frame of {} bytes, over the pool's \
+                     max_frame_bytes ({})",
+                    bytes.len() + wire::REPLY_HEADER,
+                    settings.max_frame_bytes
+                )))
+            }
             Ok(bytes) => Reply::Value(bytes),
             Err(Failure::Panicked(message)) => Reply::Failed(Failure::Panicked(
                 panics::with_backtrace(message, &worker_name()),
             )),
             Err(failure) => Reply::Failed(failure),
         };
-        let frame = wire::reply_frame(request.id, &reply);
-        // Free the argument before the next read, as CPython's worker does.
+        // Free the argument before the reply is built, as CPython's worker does.
+        let id = request.id;
         drop(body);
+        let frame = wire::reply_frame(id, &reply);
+        drop(reply);
         if output.write_all(&frame).is_err() {
             sys::exit_now(0)
         }
@@ -110,13 +162,14 @@ fn worker_name() -> String {
     format!("worker {}", sys::getpid())
 }
 
-/// Reads one frame's body; `None` at end of file (or on a read error, which ends the worker
-/// the same way).
-fn read_frame(input: &mut impl Read) -> Option<Vec<u8>> {
+/// Reads one frame's body; `None` at end of file, on a read error, or for a frame over `max`
+/// (which ends the worker the same way: the parent never sends one). The body grows as its
+/// bytes arrive, so a corrupt length allocates nothing it was not sent.
+fn read_frame(input: &mut impl Read, max: usize) -> Option<Vec<u8>> {
     let mut prefix = [0; wire::LEN_BYTES];
     input.read_exact(&mut prefix).ok()?;
-    let len = wire::frame_len(&prefix)?;
-    let mut body = vec![0; len];
-    input.read_exact(&mut body).ok()?;
-    Some(body)
+    let len = wire::frame_len(&prefix).filter(|&len| len <= max)?;
+    let mut body = Vec::new();
+    input.take(len as u64).read_to_end(&mut body).ok()?;
+    (body.len() == len).then_some(body)
 }

@@ -241,13 +241,19 @@ pub(crate) fn reply_frame(id: u64, reply: &Reply) -> Vec<u8> {
     frame
 }
 
-/// Splits a reply body (after the length) into task id and reply; `None` if malformed.
-pub(crate) fn parse_reply(body: &[u8]) -> Option<(u64, Reply)> {
-    let id = u64_at(body.get(0..8)?);
-    let rest = body.get(REPLY_HEADER..)?;
-    let text = || String::from_utf8_lossy(rest).into_owned();
-    let reply = match *body.get(8)? {
-        KIND_VALUE => Reply::Value(rest.to_vec()),
+/// Splits a whole reply frame (its length prefix included, which the caller has checked)
+/// into task id and reply; `None` if malformed. A value's bytes stay in the frame's buffer,
+/// the header cut off in place: a large result is never copied here.
+pub(crate) fn parse_reply(mut frame: Vec<u8>) -> Option<(u64, Reply)> {
+    let header = LEN_BYTES + REPLY_HEADER;
+    let id = u64_at(frame.get(LEN_BYTES..LEN_BYTES + 8)?);
+    let kind = *frame.get(LEN_BYTES + 8)?;
+    let text = || String::from_utf8_lossy(&frame[header..]).into_owned();
+    let reply = match kind {
+        KIND_VALUE => {
+            frame.drain(..header);
+            Reply::Value(frame)
+        }
         KIND_PANICKED => Reply::Failed(Failure::Panicked(text())),
         KIND_SERIALIZATION => Reply::Failed(Failure::Serialization(text())),
         KIND_INIT_FAILED => Reply::InitFailed(text()),
@@ -283,7 +289,7 @@ mod tests {
             (7, 11, 13, &b"abc"[..])
         );
         let frame = reply_frame(9, &Reply::Failed(Failure::Panicked("boom".into())));
-        match parse_reply(&frame[LEN_BYTES..]) {
+        match parse_reply(frame) {
             Some((9, Reply::Failed(Failure::Panicked(message)))) => assert_eq!(message, "boom"),
             other => panic!("unexpected {other:?}"),
         }
