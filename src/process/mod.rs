@@ -602,7 +602,7 @@ impl Dispatch for ProcessPool {
             return;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        match wire::request_frame(id, trampoline as usize, func, &arg) {
+        match wire::request_frame(id, trampoline as usize, func, arg) {
             Ok(frame) => self.enqueue(Task { id, frame, slot }),
             Err(error) => slot.finish(Err(error)),
         }
