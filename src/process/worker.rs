@@ -9,7 +9,12 @@
 //! rayon: the global pool of the program this is a copy of may exist in the image without
 //! its threads (they were not copied), and a `par_iter` on it never returns. So each task runs
 //! inside a pool built here, with this thread as its thread 0 (`use_current_thread`): the
-//! task runs inline, with no hand-off, and any `par_iter` in it uses this pool.
+//! task runs inline, with no hand-off, and any `par_iter` in it uses this pool. Its size comes
+//! from the pool ([`Settings`], the first bytes on the request pipe): by default a share of the
+//! cores, so that all the workers together run about one thread per core.
+//!
+//! A request's length prefix is checked against the pool's frame limit and its body grows as
+//! its bytes arrive, so a corrupt prefix cannot make the worker allocate what was never sent.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
