@@ -113,14 +113,16 @@ fn a_worker_dying_while_its_request_is_written_does_not_raise_sigpipe() {
     if in_child(test) {
         let pool = ProcessPool::new(1).unwrap();
         // The worker's request pipe loses its reader while the manager still writes the next
-        // task's 16 MB argument into it (the pipeline sends it ahead): EPIPE for the manager.
-        let closes = pool.submit(closes_its_request_pipe, 300);
-        let big = pool.submit(length, vec![1_u8; 16 << 20]);
-        assert_eq!(closes.result_timeout(BOUND), Ok(&300));
+        // task's 1 MB argument into it (the pipeline sends it ahead): EPIPE for the manager.
+        let arg = vec![1_u8; 1 << 20];
+        let closes = pool.submit(closes_its_request_pipe, 2000);
+        // Serializing 1 MB takes a moment in a debug build: the sleep above covers it.
+        let big = pool.submit(length, arg);
+        assert_eq!(closes.result_timeout(BOUND), Ok(&2000));
         // The worker exits when it finds its pipe gone, with `big` as its head: that task
         // fails with the worker, or (had it not become the head) runs on the next worker.
         match big.result_timeout(BOUND) {
-            Ok(&len) => assert_eq!(len, 16 << 20),
+            Ok(&len) => assert_eq!(len, 1 << 20),
             Err(Error::WorkerDied { .. }) => {}
             Err(other) => panic!("unexpected {other:?}"),
         }
