@@ -178,3 +178,29 @@ fn read_frame(input: &mut impl Read, max: usize) -> Option<Vec<u8>> {
     input.take(len as u64).read_to_end(&mut body).ok()?;
     (body.len() == len).then_some(body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_round_trip() {
+        let settings = Settings {
+            threads: 3,
+            max_frame_bytes: 1 << 30,
+        };
+        assert_eq!(Settings::decode(&settings.encode()), settings);
+    }
+
+    #[test]
+    fn a_frame_over_the_limit_or_cut_short_is_refused() {
+        let mut frame = 5_u32.to_le_bytes().to_vec();
+        frame.extend_from_slice(b"hello");
+        assert_eq!(read_frame(&mut &frame[..], 5), Some(b"hello".to_vec()));
+        assert_eq!(read_frame(&mut &frame[..], 4), None);
+        // Claims 2 GiB, sends 5 bytes: refused at end of file, having held only those.
+        let mut lying = 0x7fff_ffff_u32.to_le_bytes().to_vec();
+        lying.extend_from_slice(b"hello");
+        assert_eq!(read_frame(&mut &lying[..], usize::MAX), None);
+    }
+}
