@@ -1,5 +1,6 @@
 //! ProcessPool costs: one round trip, submit-then-gather throughput by pipeline depth, a `fork`
-//! round trip, and the speedup of CPU-bound work on two workers over running it in sequence.
+//! round trip, and the speedup of CPU-bound work on two workers over running it in sequence;
+//! first, a one-off line on the parent's peak memory for a 64 MB argument.
 //!
 //! Run: `cargo bench --bench process`. `map` (chunked) is benched with the generic map.
 
@@ -35,6 +36,73 @@ fn calibrate(target: Duration) -> u64 {
         .min()
         .unwrap_or(target);
     (target.as_secs_f64() / fastest.as_secs_f64() * probe as f64) as u64
+}
+
+fn length(bytes: Vec<u8>) -> usize {
+    bytes.len()
+}
+
+fn bytes(len: usize) -> Vec<u8> {
+    vec![1; len]
+}
+
+/// A `/proc/self/status` figure in bytes (`VmRSS`, `VmHWM`).
+fn status_bytes(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// How much the parent's resident memory peaks above what it was with a 64 MB argument
+/// already built, while that argument goes to a worker (as a multiple of the payload), and
+/// what stays resident after 2,000 small tasks follow it; then the peak for a 64 MB result.
+/// Printed once, not a criterion bench.
+fn peak_memory_of_a_large_argument() {
+    const PAYLOAD: usize = 64 << 20;
+    const MB: f64 = (1 << 20) as f64;
+    let pool = ProcessPool::new(2).unwrap();
+    assert_eq!(pool.submit(length, Vec::new()).into_result(), Ok(0));
+    let before = status_bytes("VmRSS");
+    let arg = vec![1_u8; PAYLOAD];
+    // Resets VmHWM to the current RSS (Linux 4.0 and later).
+    if std::fs::write("/proc/self/clear_refs", "5").is_err() {
+        println!("process/peak_rss_64_mb_argument: cannot reset VmHWM here; skipped");
+        return;
+    }
+    let base = status_bytes("VmRSS");
+    assert_eq!(pool.submit(length, arg).into_result(), Ok(PAYLOAD));
+    let peak = status_bytes("VmHWM");
+    for x in 0..2000 {
+        assert_eq!(pool.submit(trivial, x).into_result(), Ok(trivial(x)));
+    }
+    let after = status_bytes("VmRSS");
+    println!(
+        "process/peak_rss_64_mb_argument: peak {:.2}x the payload above the RSS with the \
+         argument built; {:.1} MB above the RSS before it after 2,000 small tasks",
+        peak.saturating_sub(base) as f64 / PAYLOAD as f64,
+        (after as f64 - before as f64) / MB
+    );
+    // The other way, for comparison: the reply's bytes and the value decoded from them
+    // coexist while it is decoded, so about 2x is the floor there.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let base = status_bytes("VmRSS");
+    let result = pool.submit(bytes, PAYLOAD).into_result().unwrap();
+    let peak = status_bytes("VmHWM");
+    assert_eq!(result.len(), PAYLOAD);
+    println!(
+        "process/peak_rss_64_mb_result: peak {:.2}x the payload above the RSS before the call",
+        peak.saturating_sub(base) as f64 / PAYLOAD as f64
+    );
 }
 
 fn round_trip(c: &mut Criterion) {
@@ -124,6 +192,7 @@ fn cpu_bound(c: &mut Criterion) {
 fn main() {
     // First, while this program is single-threaded: every worker is forked from this server.
     process::init().expect("could not start the fork server");
+    peak_memory_of_a_large_argument();
     let mut criterion = Criterion::default().configure_from_args();
     round_trip(&mut criterion);
     submit_then_gather(&mut criterion);

@@ -159,9 +159,7 @@ impl Client {
         {
             any = true;
             let (frame, status) = message.matched_receive_vec::<u8>();
-            let reply = frame
-                .get(wire::LEN_BYTES..)
-                .and_then(wire::parse_reply)
+            let reply = wire::parse_reply(frame)
                 .and_then(|(id, reply)| Some((self.running.remove(&id)?, reply)));
             let Some(((index, slot), reply)) = reply else {
                 log::error!(

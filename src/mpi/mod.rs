@@ -385,14 +385,14 @@ impl Dispatch for MpiPool {
             return;
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = wire::request_frame(id, trampoline, func, &arg).and_then(|frame| {
+        let frame = wire::request_frame(id, trampoline, func, arg).and_then(|frame| {
             if send::fits(frame.len()) {
                 Ok(frame)
             } else {
                 Err(Error::Serialization {
                     message: format!(
                         "the argument is too large for one MPI message ({} bytes)",
-                        arg.len()
+                        frame.len() - wire::REQUEST_ROOM
                     ),
                 })
             }

@@ -1,16 +1,25 @@
 //! The manager thread: the one place in the parent that talks to worker processes.
 //!
-//! It multiplexes with `poll` a wakeup pipe (submits, shutdown), the pool's fork-server
-//! channel (spawn replies, exit reports), each worker's result pipe, each worker's request
-//! pipe while it has bytes to write, and the pidfds of `fork` children. Every fd it writes to
-//! is non-blocking and unsent bytes wait in a per-worker buffer, so a child that dies with a
-//! large argument half-sent can never block it.
+//! It multiplexes with `poll` a wake-up eventfd (submits, shutdown), the pool's fork-server
+//! channel (spawn replies, exit reports, and writability while requests wait to go out), each
+//! worker's result pipe, each worker's request pipe while it has bytes to write, and the
+//! pidfds and result pipes of `fork` children. Every fd it writes to is non-blocking, and what
+//! cannot be written yet waits (a worker's frames in its queue, server messages in an outbox),
+//! so neither a child that dies with a large argument half-sent nor a busy fork server can
+//! ever block it.
 //!
 //! Bookkeeping per worker is a FIFO of the tasks sent to it (at most the pipeline depth):
 //! a worker answers in order, so the head is the task it runs, and after its death the head
 //! is the task that killed it (or was killed for its time limit) while the others never
 //! started and go back to the queue. A worker is forgotten only once the fork server has
-//! reported its exit status, after whatever it wrote has been read.
+//! reported its exit status, after whatever it wrote has been read; until then it holds one of
+//! the pool's `max_workers` slots, retiring or not, so the pool never runs more processes
+//! than that.
+//!
+//! Memory: a request frame is written straight from the task's own buffer (no copy into a
+//! write buffer) and freed once its task has started, since only a task that never started
+//! can be sent again; a large reply becomes the result's buffer without a copy; and a read
+//! buffer that grew for a large frame is given back once that frame is consumed.
 
 use std::collections::VecDeque;
 use std::io;
@@ -23,6 +32,7 @@ use crate::error::Error;
 use super::control::{CONTROL_BYTES, Control};
 use super::server::{EXITED, KILL, SPAWN, SPAWN_FAILED, SPAWNED};
 use super::sys;
+use super::worker::Settings;
 use super::{OnWorkerDeath, SPIN};
 use crate::remote::Slot;
 use crate::remote::wire::{self, Failure, Reply};
@@ -63,9 +73,12 @@ pub(super) struct State {
     pub(super) broken: Option<String>,
 }
 
-/// The state plus the pipe that wakes the manager.
+/// The state plus the eventfd that wakes the manager.
 pub(super) struct Shared {
     pub(super) state: Mutex<State>,
+    /// An eventfd rather than a pipe: it lives as long as the pool handle, so a wake-up after
+    /// the manager has gone (a second `shutdown`, a drop after `shutdown(wait = true)`) is a
+    /// harmless write with no reader, never a write to a closed pipe and its SIGPIPE.
     wake: OwnedFd,
 }
 
@@ -77,10 +90,10 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Wakes the manager. A full pipe means a wake-up is already pending, so the error is
+    /// Wakes the manager. A full counter means a wake-up is already pending, so the error is
     /// ignored: this never blocks a submitting thread.
     pub(super) fn wake(&self) {
-        let _ = sys::write(&self.wake, &[1]);
+        let _ = sys::write(&self.wake, &1_u64.to_ne_bytes());
     }
 }
 
@@ -92,22 +105,27 @@ pub(super) struct Config {
     pub(super) task_timeout: Option<Duration>,
     pub(super) on_worker_death: OnWorkerDeath,
     pub(super) pipeline_depth: usize,
+    /// Threads of each worker's rayon pool.
+    pub(super) worker_threads: usize,
+    /// The largest frame body either side accepts.
+    pub(super) max_frame_bytes: usize,
 }
 
 /// Why the manager killed a worker, which decides what its head task gets.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 enum Killed {
     /// The task with this id, its head then, ran past `task_timeout`.
     Timeout(u64),
     /// `terminate_workers`, `kill_workers`, or the pool broke.
     Stopped,
-    /// It sent something that is not a reply to its head task.
-    Protocol,
+    /// It sent something that is not a reply to its head task; what, in words.
+    Protocol(String),
 }
 
 struct InFlight {
     id: u64,
-    /// Kept so that the task can go to another worker if this one dies before starting it.
+    /// Kept so that the task can go to another worker if this one dies before starting it;
+    /// emptied once the task has started and is fully written, when that can no longer be.
     frame: Vec<u8>,
     slot: Box<dyn Slot>,
     /// When it became the head, i.e. started running.
@@ -122,15 +140,15 @@ struct Worker {
     request: Option<OwnedFd>,
     /// `None` after end of file.
     result: Option<OwnedFd>,
-    /// Bytes for `request`, of which the first `sent` are written (an offset rather than
-    /// draining, which would move a large argument's bytes after each partial write).
-    out: Vec<u8>,
+    /// How many tasks of `in_flight`, from the front, are written whole; the next one's
+    /// first `sent` bytes are written.
+    written: usize,
     sent: usize,
     /// Bytes read from `result` that do not yet make a whole frame.
     input: Vec<u8>,
     in_flight: VecDeque<InFlight>,
     dispatched: usize,
-    /// Takes no more tasks; its request pipe closes once `out` is written.
+    /// Takes no more tasks; its request pipe closes once its tasks are written.
     retiring: bool,
     killed: Option<Killed>,
     /// A signal to send as soon as the pid is known.
@@ -138,16 +156,51 @@ struct Worker {
     init_failed: Option<String>,
 }
 
+/// Frees the head task's frame once it is written whole (`written > 0`): the head is
+/// running, so it will never be sent again, and a large argument should not stay resident
+/// while it runs. (A function of the two fields, not a method, so that the worker's request
+/// fd can stay borrowed meanwhile.)
+fn release_head_frame(in_flight: &mut VecDeque<InFlight>, written: usize) {
+    if written > 0
+        && let Some(head) = in_flight.front_mut()
+    {
+        head.frame = Vec::new();
+    }
+}
+
+/// A `fork` child and what it has written so far.
+struct Watched {
+    job: ForkJob,
+    input: Vec<u8>,
+    /// Still reading its result pipe: false after end of file or once it sent too much.
+    reading: bool,
+    /// Why its reply was refused, if it was.
+    refused: Option<String>,
+}
+
+/// A message for the fork server that could not be sent yet, with the fds it carries (kept
+/// open until the message is sent).
+struct Outgoing {
+    message: [u8; CONTROL_BYTES],
+    fds: Vec<OwnedFd>,
+}
+
+/// A read buffer above this capacity is given back once it is (almost) empty: a large frame
+/// should not keep its memory for the rest of the worker's life.
+const KEEP_BUFFER: usize = 1 << 20;
+
 /// The manager thread's state.
 pub(super) struct Manager {
     shared: Arc<Shared>,
-    wake: OwnedFd,
-    server: OwnedFd,
+    /// The pool's fork-server channel (non-blocking); `None` once the server is gone.
+    server: Option<OwnedFd>,
+    /// Messages for the server that it was not ready to take, in order.
+    outbox: VecDeque<Outgoing>,
     config: Config,
     workers: Vec<Worker>,
     /// Tasks taken back from a dead worker before they started (already marked running).
     ready: VecDeque<Task>,
-    forks: Vec<ForkJob>,
+    forks: Vec<Watched>,
     next_token: u64,
     /// `shutdown` was called: no new work arrives; workers are replaced only while some is
     /// left, then they all retire.
@@ -160,17 +213,15 @@ pub(super) struct Manager {
 
 /// Creates the shared state and the manager for a pool whose fork-server channel is `server`.
 pub(super) fn new(server: OwnedFd, config: Config) -> io::Result<(Arc<Shared>, Manager)> {
-    let (wake_read, wake_write) = sys::pipe()?;
-    sys::set_nonblocking(&wake_read)?;
-    sys::set_nonblocking(&wake_write)?;
+    sys::set_nonblocking(&server)?;
     let shared = Arc::new(Shared {
         state: Mutex::new(State::default()),
-        wake: wake_write,
+        wake: sys::eventfd()?,
     });
     let manager = Manager {
         shared: Arc::clone(&shared),
-        wake: wake_read,
-        server,
+        server: Some(server),
+        outbox: VecDeque::new(),
         config,
         workers: Vec::new(),
         ready: VecDeque::new(),
@@ -220,6 +271,7 @@ impl Manager {
             self.intake();
             self.dispatch();
             self.flush();
+            self.send_outbox();
             if self.done() {
                 return;
             }
@@ -237,7 +289,12 @@ impl Manager {
                 state.shutdown,
             )
         };
-        self.forks.extend(forks);
+        self.forks.extend(forks.into_iter().map(|job| Watched {
+            job,
+            input: Vec::new(),
+            reading: true,
+            refused: None,
+        }));
         self.shutting_down |= shutdown;
         if let Some(signal) = force {
             self.halted = true;
@@ -249,8 +306,8 @@ impl Manager {
             for index in 0..self.workers.len() {
                 self.stop_worker(index, signal);
             }
-            for job in &self.forks {
-                sys::kill(job.pid, signal);
+            for watched in &self.forks {
+                sys::kill(watched.job.pid, signal);
             }
         }
     }
@@ -272,7 +329,6 @@ impl Manager {
                 break;
             };
             let worker = &mut self.workers[index];
-            worker.out.extend_from_slice(&task.frame);
             worker.in_flight.push_back(InFlight {
                 id: task.id,
                 frame: task.frame,
@@ -285,8 +341,8 @@ impl Manager {
                 .max_tasks_per_child
                 .is_some_and(|max| worker.dispatched >= max)
             {
+                // It keeps its slot until its exit is reported; its replacement starts then.
                 worker.retiring = true;
-                self.top_up();
             }
         }
         if self.shutting_down && !self.has_work() {
@@ -302,29 +358,50 @@ impl Manager {
     }
 
     /// The next task to run: a requeued one first, else the oldest submitted one that was not
-    /// cancelled (marking it running, after which it can no longer be cancelled).
+    /// cancelled (marking it running, after which it can no longer be cancelled). A frame
+    /// over `max_frame_bytes` fails its task here: the worker would refuse it.
     fn next_task(&mut self) -> Option<Task> {
         if let Some(task) = self.ready.pop_front() {
             return Some(task);
         }
         loop {
             let mut task = self.shared.lock().queue.pop_front()?;
-            if task.slot.start() {
-                return Some(task);
+            if !task.slot.start() {
+                continue;
             }
+            let body = task.frame.len().saturating_sub(wire::LEN_BYTES);
+            if body > self.config.max_frame_bytes {
+                task.slot.finish(Err(Error::Serialization {
+                    message: format!(
+                        "the argument is too large to send: a frame of {body} bytes, over the \
+                         pool's max_frame_bytes ({})",
+                        self.config.max_frame_bytes
+                    ),
+                }));
+                continue;
+            }
+            return Some(task);
         }
     }
 
-    /// Writes pending bytes without blocking, and closes the request pipes of retiring workers
-    /// once everything has been written.
+    /// Writes pending frames without blocking, straight from each task's buffer, and closes
+    /// the request pipes of retiring workers once everything has been written.
     fn flush(&mut self) {
         for worker in &mut self.workers {
             let Some(request) = &worker.request else {
                 continue;
             };
-            while worker.sent < worker.out.len() {
-                match sys::write(request, &worker.out[worker.sent..]) {
-                    Ok(n) => worker.sent += n,
+            while let Some(task) = worker.in_flight.get(worker.written) {
+                let frame_len = task.frame.len();
+                match sys::write(request, &task.frame[worker.sent..]) {
+                    Ok(n) => {
+                        worker.sent += n;
+                        if worker.sent == frame_len {
+                            worker.written += 1;
+                            worker.sent = 0;
+                            release_head_frame(&mut worker.in_flight, worker.written);
+                        }
+                    }
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                     Err(_) => {
                         // EPIPE: the worker is gone; its exit report will settle its tasks.
@@ -333,14 +410,15 @@ impl Manager {
                     }
                 }
             }
-            if worker.sent == worker.out.len() || worker.request.is_none() {
-                worker.out.clear();
-                worker.sent = 0;
-            }
-            if worker.retiring && worker.out.is_empty() {
+            if worker.retiring && worker.written == worker.in_flight.len() {
                 worker.request = None;
             }
         }
+    }
+
+    /// True when worker `worker` has bytes waiting for its request pipe.
+    fn writing(worker: &Worker) -> bool {
+        worker.request.is_some() && worker.written < worker.in_flight.len()
     }
 
     /// True when there is nothing left to do: shut down or halted, and every task and child
@@ -359,21 +437,34 @@ impl Manager {
     /// Blocks in `poll` until something happens or the nearest task deadline, then handles
     /// every ready fd.
     fn wait(&mut self) {
+        let server_events = if self.outbox.is_empty() {
+            libc::POLLIN
+        } else {
+            libc::POLLIN | libc::POLLOUT
+        };
         let mut fds = vec![
-            sys::pollfd(self.wake.as_raw_fd(), libc::POLLIN),
-            sys::pollfd(self.server.as_raw_fd(), libc::POLLIN),
+            sys::pollfd(self.shared.wake.as_raw_fd(), libc::POLLIN),
+            sys::pollfd(
+                self.server.as_ref().map_or(-1, AsRawFd::as_raw_fd),
+                server_events,
+            ),
         ];
         for worker in &self.workers {
             let result = worker.result.as_ref().map_or(-1, AsRawFd::as_raw_fd);
             fds.push(sys::pollfd(result, libc::POLLIN));
-            let writing = worker.request.as_ref().filter(|_| !worker.out.is_empty());
+            let writing = worker.request.as_ref().filter(|_| Self::writing(worker));
             fds.push(sys::pollfd(
                 writing.map_or(-1, AsRawFd::as_raw_fd),
                 libc::POLLOUT,
             ));
         }
-        for job in &self.forks {
-            fds.push(sys::pollfd(job.pidfd.as_raw_fd(), libc::POLLIN));
+        for watched in &self.forks {
+            fds.push(sys::pollfd(watched.job.pidfd.as_raw_fd(), libc::POLLIN));
+            let result = watched.job.result.as_raw_fd();
+            fds.push(sys::pollfd(
+                if watched.reading { result } else { -1 },
+                libc::POLLIN,
+            ));
         }
         if self.poll(&mut fds).is_err() {
             // poll fails only on a bad argument or lack of memory: retry after a pause
@@ -390,27 +481,35 @@ impl Manager {
             .filter(|(_, pair)| pair[0].revents != 0)
             .map(|(worker, _)| worker.token)
             .collect();
-        let forks_ready: Vec<i32> = self
+        let fork_fds = &fds[2 + 2 * self.workers.len()..];
+        let forks_ready: Vec<(i32, bool, bool)> = self
             .forks
             .iter()
-            .zip(&fds[2 + 2 * self.workers.len()..])
-            .filter(|(_, fd)| fd.revents != 0)
-            .map(|(job, _)| job.pid)
+            .zip(fork_fds.chunks(2))
+            .filter(|(_, pair)| pair[0].revents != 0 || pair[1].revents != 0)
+            .map(|(watched, pair)| (watched.job.pid, pair[0].revents != 0, pair[1].revents != 0))
             .collect();
         if fds[0].revents != 0 {
-            let mut drain = [0; 256];
-            while matches!(sys::read(&self.wake, &mut drain), Ok(n) if n > 0) {}
+            let mut drain = [0; 8];
+            let _ = sys::read(&self.shared.wake, &mut drain);
         }
         for token in workers_ready {
             if let Some(index) = self.position(token) {
                 self.read_results(index);
             }
         }
-        if fds[1].revents != 0 {
+        if fds[1].revents & libc::POLLIN != 0 {
             self.read_server();
+        } else if fds[1].revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+            self.server_lost();
         }
-        for pid in forks_ready {
-            self.finish_fork(pid);
+        for (pid, ended, readable) in forks_ready {
+            if readable {
+                self.read_fork(pid);
+            }
+            if ended {
+                self.finish_fork(pid);
+            }
         }
         self.enforce_timeouts();
     }
@@ -449,8 +548,8 @@ impl Manager {
             .chain(
                 self.forks
                     .iter()
-                    .filter(|job| !job.timed_out)
-                    .map(|job| job.started),
+                    .filter(|watched| !watched.job.timed_out)
+                    .map(|watched| watched.job.started),
             );
         match starts.min() {
             None => -1,
@@ -480,7 +579,8 @@ impl Manager {
                 self.kill_worker(index, Killed::Timeout(head.id), libc::SIGKILL);
             }
         }
-        for job in &mut self.forks {
+        for watched in &mut self.forks {
+            let job = &mut watched.job;
             if !job.timed_out && now.duration_since(job.started) >= limit {
                 job.timed_out = true;
                 sys::kill(job.pid, libc::SIGKILL);
@@ -495,9 +595,12 @@ impl Manager {
     /// Handles every message waiting on the fork-server channel.
     fn read_server(&mut self) {
         loop {
+            let Some(server) = &self.server else {
+                return;
+            };
             let mut buf = [0; CONTROL_BYTES];
             let mut fds = Vec::new();
-            match sys::recv_with_fds(&self.server, &mut buf, &mut fds, true) {
+            match sys::recv_with_fds(server, &mut buf, &mut fds, true) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
                 Ok(n) if n > 0 => {
                     if let Some(message) = Control::decode(&buf[..n]) {
@@ -541,24 +644,56 @@ impl Manager {
         }
     }
 
-    /// The fork server is gone (killed from outside): its workers die with it
-    /// (`PR_SET_PDEATHSIG`) and no exit report will come, so settle everything now.
-    fn server_lost(&mut self) {
-        let reason = "the fork server died";
-        for worker in std::mem::take(&mut self.workers) {
-            let pid = worker.pid.unwrap_or(0);
-            for task in worker.in_flight {
-                task.slot.finish(Err(Error::WorkerDied {
-                    pid,
-                    status: reason.into(),
-                }));
+    /// Queues a message for the fork server (with `fds` attached); the main loop sends it
+    /// ([`send_outbox`](Self::send_outbox)), so that a dead server is noticed there and not
+    /// in the middle of handling a worker.
+    fn send_to_server(&mut self, message: Control, fds: Vec<OwnedFd>) {
+        if self.server.is_some() {
+            self.outbox.push_back(Outgoing {
+                message: message.encode(),
+                fds,
+            });
+        }
+    }
+
+    /// Sends queued server messages, in order, until the channel is full. Never blocks: the
+    /// server may be busy sending to us, and a full channel then waits for `POLLOUT`.
+    fn send_outbox(&mut self) {
+        while let Some(next) = self.outbox.front() {
+            let Some(server) = &self.server else {
+                self.outbox.clear();
+                return;
+            };
+            let fds: Vec<_> = next.fds.iter().map(AsRawFd::as_raw_fd).collect();
+            match sys::send_with_fds(server, &next.message, &fds) {
+                Ok(()) => {
+                    // The server has its own copies now.
+                    self.outbox.pop_front();
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => return self.server_lost(),
             }
         }
-        self.break_pool(reason.into());
+    }
+
+    /// The fork server is gone (killed from outside): its workers die with it
+    /// (`PR_SET_PDEATHSIG`) and no exit report will come, so the pool breaks and forgets them
+    /// now. The channel leaves the poll set: a hung-up fd would be reported on every turn.
+    fn server_lost(&mut self) {
+        if self.server.take().is_none() {
+            return;
+        }
+        self.outbox.clear();
+        self.break_pool(
+            "the fork server died (killed from outside?): no worker can be started or reaped"
+                .into(),
+        );
+        self.workers.clear();
     }
 
     /// Reads what worker `index` wrote and completes the tasks it answered.
     fn read_results(&mut self, index: usize) {
+        let max = self.config.max_frame_bytes;
         let worker = &mut self.workers[index];
         let Some(result) = &worker.result else {
             return;
@@ -568,18 +703,30 @@ impl Manager {
         }
         let mut at = 0;
         while let Some(len) = wire::frame_len(&worker.input[at..]) {
+            if len > max {
+                // Its own replies are bounded by the same limit: this is not one.
+                let why = format!(
+                    "it sent a corrupt reply (a frame of {len} bytes, over the pool's \
+                     max_frame_bytes of {max})"
+                );
+                return self.refuse_worker(index, why);
+            }
             let end = at + wire::LEN_BYTES + len;
             if worker.input.len() < end {
                 break;
             }
-            let reply = wire::parse_reply(&worker.input[at + wire::LEN_BYTES..end]);
-            at = end;
+            let frame = take_frame(&mut worker.input, &mut at, end);
+            let reply = wire::parse_reply(frame);
+            let expected = worker.written > 0
+                && matches!(&reply, Some((id, _)) if worker.in_flight.front().is_some_and(|h| h.id == *id));
             match reply {
                 Some((_, Reply::InitFailed(message))) => worker.init_failed = Some(message),
-                Some((id, reply)) if worker.in_flight.front().is_some_and(|h| h.id == id) => {
+                Some((_, reply)) if expected => {
                     let Some(task) = worker.in_flight.pop_front() else {
                         break;
                     };
+                    worker.written -= 1;
+                    release_head_frame(&mut worker.in_flight, worker.written);
                     if let Some(next) = worker.in_flight.front_mut() {
                         next.since = Instant::now();
                     }
@@ -596,13 +743,22 @@ impl Manager {
                 }
                 _ => {
                     // Not the answer to the task it runs: its channel cannot be trusted.
-                    worker.input.clear();
-                    self.kill_worker(index, Killed::Protocol, libc::SIGKILL);
-                    return;
+                    let why = "it sent a reply that answers none of its tasks".into();
+                    return self.refuse_worker(index, why);
                 }
             }
         }
         worker.input.drain(..at);
+        release_if_large(&mut worker.input);
+    }
+
+    /// Worker `index` sent garbage: stops reading it (what follows could pass for a reply)
+    /// and kills it; it then ends as a dead worker, its head task failing with `why`.
+    fn refuse_worker(&mut self, index: usize, why: String) {
+        let worker = &mut self.workers[index];
+        worker.input = Vec::new();
+        worker.result = None;
+        self.kill_worker(index, Killed::Protocol(why), libc::SIGKILL);
     }
 
     /// Worker `index` has ended with raw wait status `status`: settle its tasks, then replace
@@ -624,7 +780,10 @@ impl Manager {
         }
         let died = Error::WorkerDied {
             pid,
-            status: status_text.clone(),
+            status: match &worker.killed {
+                Some(Killed::Protocol(why)) => format!("killed because {why}: {status_text}"),
+                _ => status_text.clone(),
+            },
         };
         let head = tasks.pop_front();
         if worker.killed == Some(Killed::Stopped) {
@@ -655,7 +814,8 @@ impl Manager {
     }
 
     /// Puts tasks that a worker held but never started back at the front of the line; on a
-    /// halted pool, where nothing will run them, fails them instead.
+    /// halted pool, where nothing will run them, fails them instead. (Only a task that never
+    /// started comes back here, so its frame is still whole.)
     fn requeue(&mut self, tasks: VecDeque<InFlight>) {
         if self.halted {
             let error = self.halt_error();
@@ -681,13 +841,14 @@ impl Manager {
         }
     }
 
-    /// Starts workers until the pool has its number of non-retiring ones; after `shutdown`,
-    /// only while tasks are left for them.
+    /// Starts workers until the pool has its number of them, counting those that retire
+    /// until their exit is reported (so that a pool never runs more than `max_workers`
+    /// processes); after `shutdown`, only while tasks are left for them.
     fn top_up(&mut self) {
         if self.halted || (self.shutting_down && !self.has_work()) {
             return;
         }
-        while self.workers.iter().filter(|w| !w.retiring).count() < self.config.workers {
+        while !self.halted && self.workers.len() < self.config.workers {
             if let Err(error) = self.spawn() {
                 self.break_pool(format!("could not start a worker process: {error}"));
                 return;
@@ -695,12 +856,19 @@ impl Manager {
         }
     }
 
-    /// Asks the fork server for one more worker, handing it the worker's pipe ends.
+    /// Asks the fork server for one more worker, handing it the worker's pipe ends, with the
+    /// worker's settings already waiting in its request pipe.
     fn spawn(&mut self) -> io::Result<()> {
         let (request_read, request_write) = sys::pipe()?;
         let (result_read, result_write) = sys::pipe()?;
         sys::set_nonblocking(&request_write)?;
         sys::set_nonblocking(&result_read)?;
+        let settings = Settings {
+            threads: self.config.worker_threads,
+            max_frame_bytes: self.config.max_frame_bytes,
+        };
+        // A new pipe is empty and the settings are far below PIPE_BUF: written whole at once.
+        sys::write(&request_write, &settings.encode())?;
         let token = self.next_token;
         self.next_token += 1;
         let message = Control {
@@ -708,17 +876,13 @@ impl Manager {
             a: token,
             b: self.config.initializer as u64,
         };
-        sys::send_with_fds(
-            &self.server,
-            &message.encode(),
-            &[request_read.as_raw_fd(), result_write.as_raw_fd()],
-        )?;
+        self.send_to_server(message, vec![request_read, result_write]);
         self.workers.push(Worker {
             token,
             pid: None,
             request: Some(request_write),
             result: Some(result_read),
-            out: Vec::new(),
+            written: 0,
             sent: 0,
             input: Vec::new(),
             in_flight: VecDeque::new(),
@@ -744,21 +908,18 @@ impl Manager {
 
     /// Stops worker `index` for good: no more bytes to it, and `signal`.
     fn stop_worker(&mut self, index: usize, signal: libc::c_int) {
-        let worker = &mut self.workers[index];
-        worker.out.clear();
-        worker.sent = 0;
-        worker.request = None;
+        self.workers[index].request = None;
         self.kill_worker(index, Killed::Stopped, signal);
     }
 
-    fn send_kill(&self, pid: i32, signal: libc::c_int) {
+    fn send_kill(&mut self, pid: i32, signal: libc::c_int) {
         let message = Control {
             tag: KILL,
             a: pid as u64,
             b: signal as u64,
         };
         // If the server is gone, so is the worker.
-        let _ = sys::send_with_fds(&self.server, &message.encode(), &[]);
+        self.send_to_server(message, Vec::new());
     }
 
     /// Breaks the pool, CPython's way: every task not finished gets [`Error::Broken`], every
@@ -783,18 +944,50 @@ impl Manager {
         }
     }
 
-    /// A `fork` child is done (its pidfd is readable): read its reply, reap it, settle it.
-    fn finish_fork(&mut self, pid: i32) {
-        let Some(at) = self.forks.iter().position(|job| job.pid == pid) else {
+    /// Reads what `fork` child `pid` has written so far, while it runs: a result larger than
+    /// the pipe's buffer only ends once it is read. A frame over `max_frame_bytes` is refused
+    /// and the child killed.
+    fn read_fork(&mut self, pid: i32) {
+        let max = self.config.max_frame_bytes;
+        let Some(watched) = self.forks.iter_mut().find(|w| w.job.pid == pid) else {
             return;
         };
-        let job = self.forks.swap_remove(at);
-        let mut input = Vec::new();
-        drain_into(&job.result, &mut self.scratch, &mut input);
+        if !watched.reading {
+            return;
+        }
+        if !drain_into(&watched.job.result, &mut self.scratch, &mut watched.input) {
+            watched.reading = false;
+        }
+        if let Some(len) = wire::frame_len(&watched.input)
+            && len > max
+        {
+            watched.refused = Some(format!(
+                "the result is too large to send: a frame of {len} bytes, over the pool's \
+                 max_frame_bytes ({max})"
+            ));
+            watched.reading = false;
+            watched.input = Vec::new();
+            sys::kill(pid, libc::SIGKILL);
+        }
+    }
+
+    /// A `fork` child is done (its pidfd is readable): read the rest of its reply, reap it,
+    /// settle it.
+    fn finish_fork(&mut self, pid: i32) {
+        self.read_fork(pid);
+        let Some(at) = self.forks.iter().position(|w| w.job.pid == pid) else {
+            return;
+        };
+        let Watched {
+            job,
+            input,
+            refused,
+            ..
+        } = self.forks.swap_remove(at);
         let status = sys::reap(pid, true).unwrap_or(0);
         let reply = wire::frame_len(&input)
             .filter(|&len| input.len() == wire::LEN_BYTES + len)
-            .and_then(|_| wire::parse_reply(&input[wire::LEN_BYTES..]));
+            .and_then(|_| wire::parse_reply(input));
         job.slot.finish(match reply {
             Some((_, Reply::Value(bytes))) => Ok(bytes),
             Some((_, Reply::Failed(Failure::Panicked(message)))) => {
@@ -804,11 +997,37 @@ impl Manager {
                 Err(Error::Serialization { message })
             }
             _ if job.timed_out => Err(Error::TaskTimeout),
-            _ => Err(Error::WorkerDied {
-                pid,
-                status: sys::describe_status(status),
-            }),
+            _ => match refused {
+                Some(message) => Err(Error::Serialization { message }),
+                None => Err(Error::WorkerDied {
+                    pid,
+                    status: sys::describe_status(status),
+                }),
+            },
         });
+    }
+}
+
+/// Takes the whole frame `input[at..end]` out of `input`, advancing `at` past it. A large
+/// frame is moved out rather than copied: what follows it (at most one read's worth) is what
+/// gets copied instead.
+fn take_frame(input: &mut Vec<u8>, at: &mut usize, end: usize) -> Vec<u8> {
+    if end - *at < KEEP_BUFFER {
+        let frame = input[*at..end].to_vec();
+        *at = end;
+        return frame;
+    }
+    input.drain(..*at);
+    let rest = input.split_off(end - *at);
+    *at = 0;
+    std::mem::replace(input, rest)
+}
+
+/// Gives back the memory of a read buffer that grew for a large frame, once it is mostly
+/// empty.
+fn release_if_large(input: &mut Vec<u8>) {
+    if input.capacity() > KEEP_BUFFER && input.len() < KEEP_BUFFER / 4 {
+        input.shrink_to(KEEP_BUFFER / 4);
     }
 }
 

@@ -161,7 +161,12 @@ pub struct ProcessPoolBuilder {
     task_timeout: Option<Duration>,
     on_worker_death: OnWorkerDeath,
     pipeline_depth: usize,
+    worker_threads: Option<usize>,
+    max_frame_bytes: usize,
 }
+
+/// The default [`max_frame_bytes`](ProcessPoolBuilder::max_frame_bytes): 1 GiB.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 1 << 30;
 
 impl ProcessPoolBuilder {
     /// The number of worker processes; by default the available parallelism.
@@ -209,13 +214,43 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// The number of threads of each worker's rayon pool, in which its tasks run (so a
+    /// `par_iter` in a task uses them). By default the available parallelism divided by the
+    /// number of workers, at least 1: a pool of N workers on N cores then runs N threads in
+    /// all, not N² that would fight over the cores.
+    pub fn worker_threads(mut self, threads: usize) -> Self {
+        self.worker_threads = Some(threads);
+        self
+    }
+
+    /// The largest message either way between the pool and a worker or `fork` child: a task's
+    /// serialized argument or result plus a header of a few dozen bytes. Default
+    /// [`DEFAULT_MAX_FRAME_BYTES`] (1 GiB).
+    ///
+    /// A message's length travels in front of it, and a length larger than this is taken for
+    /// what it almost certainly is, a corrupt channel (a task that wrote on its worker's pipe):
+    /// the worker is killed and replaced and its task fails with [`Error::WorkerDied`], where
+    /// waiting for the bytes promised would hang every later task of that worker. A task
+    /// whose argument is over the limit fails with [`Error::Serialization`] and is not sent;
+    /// one whose result is over it fails the same way, and its worker goes on. 1 GiB is far
+    /// above what is sensible to copy through a pipe (a message is serialized and held whole
+    /// on both sides), yet catches the random lengths of a corrupt prefix, which are mostly
+    /// larger; lower it to fail sooner, raise it (up to 4 GiB, the most a length can say) for
+    /// larger values.
+    pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
+        self.max_frame_bytes = bytes;
+        self
+    }
+
     /// Starts the fork server if needed, then the pool: its manager thread and its workers.
     ///
     /// # Errors
     ///
-    /// `InvalidInput` when `max_workers`, `max_tasks_per_child` or `pipeline_depth` is 0, or
-    /// the initializer is not in the executable; otherwise as [`init`] if the fork server
-    /// cannot be started, or the system's error if a pipe or the manager thread cannot be. A worker that cannot be forked later breaks the pool instead.
+    /// `InvalidInput` when `max_workers`, `max_tasks_per_child`, `pipeline_depth`,
+    /// `worker_threads` or `max_frame_bytes` is 0, or the initializer is not in the
+    /// executable; otherwise as [`init`] if the fork server cannot be started, or the system's
+    /// error if a pipe or the manager thread cannot be. A worker that cannot be forked later
+    /// breaks the pool instead.
     pub fn build(self) -> io::Result<ProcessPool> {
         let workers = match self.max_workers {
             Some(workers) => workers,
@@ -225,6 +260,8 @@ impl ProcessPoolBuilder {
             ("max_workers", Some(workers)),
             ("max_tasks_per_child", self.max_tasks_per_child),
             ("pipeline_depth", Some(self.pipeline_depth)),
+            ("worker_threads", self.worker_threads),
+            ("max_frame_bytes", Some(self.max_frame_bytes)),
         ] {
             if value == Some(0) {
                 return Err(io::Error::new(
@@ -251,6 +288,11 @@ impl ProcessPoolBuilder {
             task_timeout: self.task_timeout,
             on_worker_death: self.on_worker_death,
             pipeline_depth: self.pipeline_depth,
+            worker_threads: self.worker_threads.unwrap_or_else(|| {
+                let cores = std::thread::available_parallelism().map_or(1, usize::from);
+                (cores / workers).max(1)
+            }),
+            max_frame_bytes: self.max_frame_bytes,
         };
         let (shared, manager) = manager::new(channel, config)?;
         let handle = std::thread::Builder::new()
@@ -302,6 +344,8 @@ impl ProcessPool {
             task_timeout: None,
             on_worker_death: OnWorkerDeath::Respawn,
             pipeline_depth: 2,
+            worker_threads: None,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
         }
     }
 
@@ -633,7 +677,7 @@ impl Dispatch for ProcessPool {
             return;
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        match wire::request_frame(id, trampoline, func, &arg) {
+        match wire::request_frame(id, trampoline, func, arg) {
             Ok(frame) => self.enqueue(Task { id, frame, slot }),
             Err(error) => slot.finish(Err(error)),
         }

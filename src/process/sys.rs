@@ -424,3 +424,12 @@ pub(super) fn describe_status(status: i32) -> String {
         format!("ended with raw wait status {status}")
     }
 }
+
+/// A non-blocking, close-on-exec `eventfd`: a counter that `write` adds to and `read` takes
+/// and resets; readable while non-zero. A write never raises SIGPIPE, reader or not.
+pub(super) fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd takes two integers and returns a new fd or -1.
+    let fd = check(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+    // SAFETY: the fd is new and owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

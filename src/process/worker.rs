@@ -11,7 +11,12 @@
 //! rayon: the global pool of the program this is a copy of may exist in the image without
 //! its threads (they were not copied), and a `par_iter` on it never returns. So each task runs
 //! inside a pool built here, with this thread as its thread 0 (`use_current_thread`): the
-//! task runs inline, with no hand-off, and any `par_iter` in it uses this pool.
+//! task runs inline, with no hand-off, and any `par_iter` in it uses this pool. Its size comes
+//! from the pool ([`Settings`], the first bytes on the request pipe): by default a share of the
+//! cores, so that all the workers together run about one thread per core.
+//!
+//! A request's length prefix is checked against the pool's frame limit and its body grows as
+//! its bytes arrive, so a corrupt prefix cannot make the worker allocate what was never sent.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
@@ -49,24 +54,67 @@ pub(super) fn run(request: OwnedFd, result: OwnedFd, initializer: usize, server:
         }
     }
     let request = File::from(request);
-    let mut input = match sys::set_nonblocking(&request) {
+    let input = match sys::set_nonblocking(&request) {
         Ok(()) => BufReader::with_capacity(64 * 1024, SpinRead(request)),
         Err(_) => sys::exit_now(2),
     };
+    serve_tasks(&image, input, output)
+}
+
+/// What the pool tells a worker before its first request (the first bytes on its request
+/// pipe): the pool's choices that the fork server does not need to know about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Settings {
+    /// Threads of the worker's rayon pool.
+    pub(super) threads: usize,
+    /// The largest frame body the pool accepts: longer requests are refused, longer replies
+    /// are replaced by a short failure.
+    pub(super) max_frame_bytes: usize,
+}
+
+/// Bytes of encoded [`Settings`].
+const SETTINGS_BYTES: usize = 16;
+
+impl Settings {
+    pub(super) fn encode(self) -> [u8; SETTINGS_BYTES] {
+        let mut out = [0; SETTINGS_BYTES];
+        out[..8].copy_from_slice(&(self.threads as u64).to_le_bytes());
+        out[8..].copy_from_slice(&(self.max_frame_bytes as u64).to_le_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8; SETTINGS_BYTES]) -> Settings {
+        let word = |at: usize| usize::try_from(wire::u64_at(&bytes[at..])).unwrap_or(usize::MAX);
+        Settings {
+            threads: word(0),
+            max_frame_bytes: word(8),
+        }
+    }
+}
+
+/// The task loop: reads the settings, then runs requests, whose functions are offsets in
+/// `image`, until end of file; never returns.
+fn serve_tasks(image: &Image, mut input: impl Read, mut output: File) -> ! {
+    let mut settings = [0; SETTINGS_BYTES];
+    if input.read_exact(&mut settings).is_err() {
+        sys::exit_now(0)
+    }
+    let settings = Settings::decode(&settings);
     // Built at the first task; `None` inside if the threads could not be started, and then
     // tasks run directly (a worker that cannot start threads can still run plain tasks).
     let mut rayon: Option<Option<rayon::ThreadPool>> = None;
     loop {
-        let Some(body) = read_frame(&mut input) else {
+        let Some(body) = read_frame(&mut input, settings.max_frame_bytes) else {
             sys::exit_now(0)
         };
         let Some(request) = wire::parse_request(&body) else {
             // Not a frame of ours: the channel is corrupt, and the parent will see the exit.
             sys::exit_now(2)
         };
-        let resolved = resolve(&image, request.trampoline, request.func);
+        let resolved = resolve(image, request.trampoline, request.func);
         let pool = rayon.get_or_insert_with(|| {
             rayon::ThreadPoolBuilder::new()
+                .num_threads(settings.threads)
                 .use_current_thread()
                 .build()
                 .ok()
@@ -83,15 +131,25 @@ pub(super) fn run(request: OwnedFd, result: OwnedFd, initializer: usize, server:
             None => call(),
         };
         let reply = match outcome {
+            Ok(bytes) if bytes.len() + wire::REPLY_HEADER > settings.max_frame_bytes => {
+                Reply::Failed(Failure::Serialization(format!(
+                    "the result is too large to send: a frame of {} bytes, over the pool's \
+                     max_frame_bytes ({})",
+                    bytes.len() + wire::REPLY_HEADER,
+                    settings.max_frame_bytes
+                )))
+            }
             Ok(bytes) => Reply::Value(bytes),
             Err(Failure::Panicked(message)) => Reply::Failed(Failure::Panicked(
                 panics::with_backtrace(message, &worker_name()),
             )),
             Err(failure) => Reply::Failed(failure),
         };
-        let frame = wire::reply_frame(request.id, &reply);
-        // Free the argument before the next read, as CPython's worker does.
+        // Free the argument before the reply is built, as CPython's worker does.
+        let id = request.id;
         drop(body);
+        let frame = wire::reply_frame(id, &reply);
+        drop(reply);
         if output.write_all(&frame).is_err() {
             sys::exit_now(0)
         }
@@ -141,13 +199,40 @@ fn worker_name() -> String {
     format!("worker {}", sys::getpid())
 }
 
-/// Reads one frame's body; `None` at end of file (or on a read error, which ends the worker
-/// the same way).
-fn read_frame(input: &mut impl Read) -> Option<Vec<u8>> {
+/// Reads one frame's body; `None` at end of file, on a read error, or for a frame over `max`
+/// (which ends the worker the same way: the parent never sends one). The body grows as its
+/// bytes arrive, so a corrupt length allocates nothing it was not sent.
+fn read_frame(input: &mut impl Read, max: usize) -> Option<Vec<u8>> {
     let mut prefix = [0; wire::LEN_BYTES];
     input.read_exact(&mut prefix).ok()?;
-    let len = wire::frame_len(&prefix)?;
-    let mut body = vec![0; len];
-    input.read_exact(&mut body).ok()?;
-    Some(body)
+    let len = wire::frame_len(&prefix).filter(|&len| len <= max)?;
+    let mut body = Vec::new();
+    input.take(len as u64).read_to_end(&mut body).ok()?;
+    (body.len() == len).then_some(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_round_trip() {
+        let settings = Settings {
+            threads: 3,
+            max_frame_bytes: 1 << 30,
+        };
+        assert_eq!(Settings::decode(&settings.encode()), settings);
+    }
+
+    #[test]
+    fn a_frame_over_the_limit_or_cut_short_is_refused() {
+        let mut frame = 5_u32.to_le_bytes().to_vec();
+        frame.extend_from_slice(b"hello");
+        assert_eq!(read_frame(&mut &frame[..], 5), Some(b"hello".to_vec()));
+        assert_eq!(read_frame(&mut &frame[..], 4), None);
+        // Claims 2 GiB, sends 5 bytes: refused at end of file, having held only those.
+        let mut lying = 0x7fff_ffff_u32.to_le_bytes().to_vec();
+        lying.extend_from_slice(b"hello");
+        assert_eq!(read_frame(&mut &lying[..], usize::MAX), None);
+    }
 }

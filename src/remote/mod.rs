@@ -30,8 +30,9 @@ pub(crate) trait Slot: Send {
 /// need from it.
 pub(crate) trait Dispatch {
     /// Queues a call of the function at address `func` through `trampoline` on the encoded
-    /// `arg`, or finishes `slot` with the reason it cannot be sent. How the two addresses
-    /// travel is the pool's business.
+    /// `arg` (as [`wire::encode_argument`] made it: with room for the frame's header in
+    /// front, so that [`wire::request_frame`] builds the frame in place), or finishes `slot`
+    /// with the reason it cannot be sent. How the two addresses travel is the pool's business.
     fn dispatch(
         &self,
         trampoline: wire::Trampoline,

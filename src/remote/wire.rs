@@ -153,9 +153,16 @@ pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// Serializes a task's argument in the parent, catching a panicking `Serialize`.
+/// Bytes in front of a request's argument: length and header.
+pub(crate) const REQUEST_ROOM: usize = LEN_BYTES + REQUEST_HEADER;
+
+/// Serializes a task's argument in the parent, catching a panicking `Serialize`, after
+/// [`REQUEST_ROOM`] bytes of room for the frame's header: [`request_frame`] fills them in, and
+/// a large argument is never copied into a frame of its own.
 pub(crate) fn encode_argument<A: Payload>(arg: &A) -> Result<Vec<u8>, Error> {
-    in_parent("serialize the argument", || postcard::to_allocvec(arg))
+    in_parent("serialize the argument", || {
+        postcard::to_extend(arg, vec![0; REQUEST_ROOM])
+    })
 }
 
 /// Deserializes a task's result in the parent, catching a panicking `Deserialize`.
@@ -174,7 +181,8 @@ fn in_parent<T>(what: &str, call: impl FnOnce() -> postcard::Result<T>) -> Resul
     Err(Error::Serialization { message })
 }
 
-/// Builds a request frame.
+/// Builds a request frame in place from `arg` as [`encode_argument`] made it (the argument
+/// after [`REQUEST_ROOM`] bytes of room), by writing the header into that room.
 ///
 /// # Errors
 ///
@@ -183,18 +191,20 @@ pub(crate) fn request_frame(
     id: u64,
     trampoline: usize,
     func: usize,
-    arg: &[u8],
+    mut arg: Vec<u8>,
 ) -> Result<Vec<u8>, Error> {
-    let len = u32::try_from(REQUEST_HEADER + arg.len()).map_err(|_| Error::Serialization {
-        message: format!("the argument is too large to send ({} bytes)", arg.len()),
+    let body = arg.len() - LEN_BYTES;
+    let len = u32::try_from(body).map_err(|_| Error::Serialization {
+        message: format!(
+            "the argument is too large to send ({} bytes)",
+            body - REQUEST_HEADER
+        ),
     })?;
-    let mut frame = Vec::with_capacity(LEN_BYTES + len as usize);
-    frame.extend_from_slice(&len.to_le_bytes());
-    frame.extend_from_slice(&id.to_le_bytes());
-    frame.extend_from_slice(&(trampoline as u64).to_le_bytes());
-    frame.extend_from_slice(&(func as u64).to_le_bytes());
-    frame.extend_from_slice(arg);
-    Ok(frame)
+    arg[..4].copy_from_slice(&len.to_le_bytes());
+    arg[4..12].copy_from_slice(&id.to_le_bytes());
+    arg[12..20].copy_from_slice(&(trampoline as u64).to_le_bytes());
+    arg[20..28].copy_from_slice(&(func as u64).to_le_bytes());
+    Ok(arg)
 }
 
 /// A request frame's body (after the length), split into its fields.
@@ -240,13 +250,19 @@ pub(crate) fn reply_frame(id: u64, reply: &Reply) -> Vec<u8> {
     frame
 }
 
-/// Splits a reply body (after the length) into task id and reply; `None` if malformed.
-pub(crate) fn parse_reply(body: &[u8]) -> Option<(u64, Reply)> {
-    let id = u64_at(body.get(0..8)?);
-    let rest = body.get(REPLY_HEADER..)?;
-    let text = || String::from_utf8_lossy(rest).into_owned();
-    let reply = match *body.get(8)? {
-        KIND_VALUE => Reply::Value(rest.to_vec()),
+/// Splits a whole reply frame (its length prefix included, which the caller has checked)
+/// into task id and reply; `None` if malformed. A value's bytes stay in the frame's buffer,
+/// the header cut off in place: a large result is never copied here.
+pub(crate) fn parse_reply(mut frame: Vec<u8>) -> Option<(u64, Reply)> {
+    let header = LEN_BYTES + REPLY_HEADER;
+    let id = u64_at(frame.get(LEN_BYTES..LEN_BYTES + 8)?);
+    let kind = *frame.get(LEN_BYTES + 8)?;
+    let text = || String::from_utf8_lossy(&frame[header..]).into_owned();
+    let reply = match kind {
+        KIND_VALUE => {
+            frame.drain(..header);
+            Reply::Value(frame)
+        }
         KIND_PANICKED => Reply::Failed(Failure::Panicked(text())),
         KIND_SERIALIZATION => Reply::Failed(Failure::Serialization(text())),
         KIND_INIT_FAILED => Reply::InitFailed(text()),
@@ -274,7 +290,9 @@ mod tests {
 
     #[test]
     fn frames_round_trip() {
-        let frame = request_frame(7, 11, 13, b"abc").unwrap();
+        let mut arg = vec![0; REQUEST_ROOM];
+        arg.extend_from_slice(b"abc");
+        let frame = request_frame(7, 11, 13, arg).unwrap();
         assert_eq!(frame_len(&frame), Some(frame.len() - LEN_BYTES));
         let request = parse_request(&frame[LEN_BYTES..]).unwrap();
         assert_eq!(
@@ -282,7 +300,7 @@ mod tests {
             (7, 11, 13, &b"abc"[..])
         );
         let frame = reply_frame(9, &Reply::Failed(Failure::Panicked("boom".into())));
-        match parse_reply(&frame[LEN_BYTES..]) {
+        match parse_reply(frame) {
             Some((9, Reply::Failed(Failure::Panicked(message)))) => assert_eq!(message, "boom"),
             other => panic!("unexpected {other:?}"),
         }
@@ -294,7 +312,8 @@ mod tests {
             u64::from(x) * 2
         }
         let arg = encode_argument(&21_u32).unwrap();
-        let bytes = trampoline::<u32, u64>(double as fn(u32) -> u64 as usize, &arg).unwrap();
+        let arg = &arg[REQUEST_ROOM..];
+        let bytes = trampoline::<u32, u64>(double as fn(u32) -> u64 as usize, arg).unwrap();
         assert_eq!(decode_result::<u64>(&bytes), Ok(42));
     }
 }

@@ -1,0 +1,147 @@
+//! Frames that cannot be trusted (issue 11, item 8): a worker that sends garbage on its result
+//! pipe is a dead worker (its task fails, a new worker takes over), a frame's size is bounded
+//! by `max_frame_bytes` in both directions, and nothing hangs.
+
+#[allow(dead_code)] // not every test binary uses every helper
+mod process_common;
+
+use std::io::Write;
+use std::os::fd::FromRawFd;
+
+use concurrent_futures::{Error, ProcessPool};
+use process_common::BOUND;
+
+fn double(x: u64) -> u64 {
+    x * 2
+}
+
+fn length(bytes: Vec<u8>) -> usize {
+    bytes.len()
+}
+
+fn bytes(len: usize) -> Vec<u8> {
+    vec![3; len]
+}
+
+/// The worker's result pipe: a pipe it holds only the write end of (the request pipe is read
+/// only here; a pipe the program inherited, like a jobserver's, has both ends open).
+fn result_fd() -> i32 {
+    let mut pipes = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
+        let Ok(fd) = entry.unwrap().file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(target) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else {
+            continue;
+        };
+        let target = target.to_string_lossy().into_owned();
+        if fd <= 2 || !target.starts_with("pipe:") {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
+        let flags = info
+            .lines()
+            .find_map(|line| line.strip_prefix("flags:"))
+            .and_then(|flags| i32::from_str_radix(flags.trim(), 8).ok())
+            .unwrap_or(-1);
+        pipes.push((fd, target, flags & libc::O_ACCMODE));
+    }
+    let lone = |fd: i32, wanted: i32| {
+        pipes.iter().any(|(this, pipe, mode)| {
+            *this == fd
+                && *mode == wanted
+                && pipes.iter().filter(|(_, other, _)| other == pipe).count() == 1
+        })
+    };
+    let mut found: Vec<i32> = pipes
+        .iter()
+        .map(|(fd, _, _)| *fd)
+        .filter(|&fd| lone(fd, libc::O_WRONLY))
+        .collect();
+    if found.len() > 1 {
+        // A stray pipe inherited from whoever ran the tests: the worker's two pipe ends
+        // arrived in one message, so they got consecutive fds.
+        found.retain(|&fd| lone(fd - 1, libc::O_RDONLY));
+    }
+    assert_eq!(found.len(), 1, "pipes in the worker: {pipes:?}");
+    found[0]
+}
+
+/// Writes a length prefix of 0x7fffffff on the worker's own result pipe, then returns: the
+/// parent reads a frame that claims 2 GiB and never comes.
+fn corrupts_its_result_pipe(_: ()) -> u8 {
+    // SAFETY: the fd is the worker's result pipe, open for the worker's whole life; the
+    // `File` is forgotten below so that it is not closed.
+    let mut pipe = unsafe { std::fs::File::from_raw_fd(result_fd()) };
+    pipe.write_all(&0x7fff_ffff_u32.to_le_bytes()).unwrap();
+    std::mem::forget(pipe);
+    1
+}
+
+#[test]
+fn a_corrupt_length_prefix_fails_its_task_and_the_worker_is_replaced() {
+    let pool = ProcessPool::new(1).unwrap();
+    let corrupt = pool.submit(corrupts_its_result_pipe, ());
+    let after = pool.submit(double, 21);
+    let outcome = corrupt.result_timeout(BOUND);
+    let next = after.result_timeout(BOUND);
+    if matches!(outcome, Err(Error::Timeout)) {
+        // The worker's pipe is stuck: kill it so that the pool's drop does not hang too.
+        pool.kill_workers();
+    }
+    match outcome {
+        Err(Error::WorkerDied { status, .. }) => {
+            assert!(status.contains("max_frame_bytes"), "{status}")
+        }
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    assert_eq!(next, Ok(&42));
+}
+
+#[test]
+fn max_frame_bytes_bounds_arguments_and_results() {
+    let pool = ProcessPool::builder()
+        .max_workers(1)
+        .max_frame_bytes(1 << 20)
+        .build()
+        .unwrap();
+    match pool.submit(length, vec![0; 2 << 20]).result_timeout(BOUND) {
+        Err(Error::Serialization { message }) => {
+            assert!(message.contains("max_frame_bytes"), "{message}")
+        }
+        other => panic!("expected Serialization, got {other:?}"),
+    }
+    match pool.submit(bytes, 2 << 20).result_timeout(BOUND) {
+        Err(Error::Serialization { message }) => {
+            assert!(message.contains("max_frame_bytes"), "{message}")
+        }
+        other => panic!("expected Serialization, got {other:?}"),
+    }
+    // Just under the limit, both ways, on the same pool.
+    assert_eq!(
+        pool.submit(length, vec![0; 1000 << 10])
+            .result_timeout(BOUND),
+        Ok(&(1000 << 10))
+    );
+    assert_eq!(
+        pool.submit(bytes, 1000 << 10)
+            .result_timeout(BOUND)
+            .map(Vec::len),
+        Ok(1000 << 10)
+    );
+    match pool.fork(|| vec![1_u8; 2 << 20]).result_timeout(BOUND) {
+        Err(Error::Serialization { message }) => {
+            assert!(message.contains("max_frame_bytes"), "{message}")
+        }
+        other => panic!("expected Serialization, got {other:?}"),
+    }
+}
+
+#[test]
+fn max_frame_bytes_of_zero_is_refused() {
+    let built = ProcessPool::builder().max_frame_bytes(0).build();
+    assert_eq!(
+        built.map(drop).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::InvalidInput)
+    );
+}
