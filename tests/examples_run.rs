@@ -277,10 +277,8 @@ fn compare_prints_every_backend_and_workload() {
 
 #[test]
 fn soak_runs_clean_for_a_few_seconds() {
-    // CI runs it for a minute (.ci/run); here it must build, run and pass. Without the kinds
-    // that hit issue 11's items 2 and 3 (a `fork` result over 64 KiB, `exit` in a `fork`
-    // child) until their fixes are merged.
-    let args: Vec<&str> = "--seconds 3 --seed 1 --skip fork-large,fork-exit"
+    // CI runs it for a minute (.ci/run); here it must build, run and pass, every kind included.
+    let args: Vec<&str> = "--seconds 3 --seed 1"
         .split(' ')
         .collect();
     let output = run_example("soak", &args);
