@@ -278,9 +278,7 @@ fn compare_prints_every_backend_and_workload() {
 #[test]
 fn soak_runs_clean_for_a_few_seconds() {
     // CI runs it for a minute (.ci/run); here it must build, run and pass, every kind included.
-    let args: Vec<&str> = "--seconds 3 --seed 1"
-        .split(' ')
-        .collect();
+    let args: Vec<&str> = "--seconds 3 --seed 1".split(' ').collect();
     let output = run_example("soak", &args);
     assert_contains(&output, &["start: RSS", "end:   RSS", "lost 0; wrong 0"]);
     let last = output.lines().last().unwrap_or_default();

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::os::fd::FromRawFd;
 
 use concurrent_futures::{Error, ProcessPool};
-use process_common::BOUND;
+use process_common::{BOUND, worker_pipe};
 
 fn double(x: u64) -> u64 {
     x * 2
@@ -23,56 +23,12 @@ fn bytes(len: usize) -> Vec<u8> {
     vec![3; len]
 }
 
-/// The worker's result pipe: a pipe it holds only the write end of (the request pipe is read
-/// only here; a pipe the program inherited, like a jobserver's, has both ends open).
-fn result_fd() -> i32 {
-    let mut pipes = Vec::new();
-    for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
-        let Ok(fd) = entry.unwrap().file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(target) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else {
-            continue;
-        };
-        let target = target.to_string_lossy().into_owned();
-        if fd <= 2 || !target.starts_with("pipe:") {
-            continue;
-        }
-        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
-        let flags = info
-            .lines()
-            .find_map(|line| line.strip_prefix("flags:"))
-            .and_then(|flags| i32::from_str_radix(flags.trim(), 8).ok())
-            .unwrap_or(-1);
-        pipes.push((fd, target, flags & libc::O_ACCMODE));
-    }
-    let lone = |fd: i32, wanted: i32| {
-        pipes.iter().any(|(this, pipe, mode)| {
-            *this == fd
-                && *mode == wanted
-                && pipes.iter().filter(|(_, other, _)| other == pipe).count() == 1
-        })
-    };
-    let mut found: Vec<i32> = pipes
-        .iter()
-        .map(|(fd, _, _)| *fd)
-        .filter(|&fd| lone(fd, libc::O_WRONLY))
-        .collect();
-    if found.len() > 1 {
-        // A stray pipe inherited from whoever ran the tests: the worker's two pipe ends
-        // arrived in one message, so they got consecutive fds.
-        found.retain(|&fd| lone(fd - 1, libc::O_RDONLY));
-    }
-    assert_eq!(found.len(), 1, "pipes in the worker: {pipes:?}");
-    found[0]
-}
-
 /// Writes a length prefix of 0x7fffffff on the worker's own result pipe, then returns: the
 /// parent reads a frame that claims 2 GiB and never comes.
 fn corrupts_its_result_pipe(_: ()) -> u8 {
     // SAFETY: the fd is the worker's result pipe, open for the worker's whole life; the
     // `File` is forgotten below so that it is not closed.
-    let mut pipe = unsafe { std::fs::File::from_raw_fd(result_fd()) };
+    let mut pipe = unsafe { std::fs::File::from_raw_fd(worker_pipe(libc::O_WRONLY)) };
     pipe.write_all(&0x7fff_ffff_u32.to_le_bytes()).unwrap();
     std::mem::forget(pipe);
     1

@@ -228,19 +228,3 @@ fn workers_see_the_programs_environment_and_nothing_more() {
     );
     assert!(theirs.contains(&"PATH".to_owned()) || !ours.contains(&"PATH".to_owned()));
 }
-
-#[test]
-fn hundreds_of_replacement_workers_do_not_jam_the_fork_server() {
-    if !in_own_program("hundreds_of_replacement_workers_do_not_jam_the_fork_server") {
-        return;
-    }
-    let pool = ProcessPool::builder()
-        .max_workers(2)
-        .max_tasks_per_child(1)
-        .build()
-        .unwrap();
-    let futures: Vec<_> = (0..600).map(|x| pool.submit(double, x)).collect();
-    for (x, future) in futures.iter().enumerate() {
-        assert_eq!(future.result_timeout(BOUND), Ok(&(2 * x as u64)));
-    }
-}

@@ -11,7 +11,7 @@ use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use concurrent_futures::{Error, ProcessPool};
-use process_common::BOUND;
+use process_common::{BOUND, worker_pipe};
 
 /// Set in the child's environment to the name of the test it runs.
 const MARKER: &str = "CONCURRENT_FUTURES_SIGPIPE_CHILD";
@@ -20,31 +20,13 @@ fn double(x: u64) -> u64 {
     x * 2
 }
 
-/// Closes the worker's end of its request pipe (its only non-blocking read-only pipe), so
+/// Closes the worker's end of its request pipe, so
 /// that the parent's next write there fails with EPIPE while this worker still runs; then
 /// answers. The worker ends when it next reads.
 fn closes_its_request_pipe(ms: u64) -> u64 {
-    let mut closed = 0;
-    for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
-        let Ok(fd) = entry.unwrap().file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let is_pipe = std::fs::read_link(format!("/proc/self/fd/{fd}"))
-            .is_ok_and(|target| target.to_string_lossy().starts_with("pipe:"));
-        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
-        let flags = info
-            .lines()
-            .find_map(|line| line.strip_prefix("flags:"))
-            .and_then(|flags| i32::from_str_radix(flags.trim(), 8).ok())
-            .unwrap_or(-1);
-        if is_pipe && flags & libc::O_ACCMODE == libc::O_RDONLY && flags & libc::O_NONBLOCK != 0 {
-            // SAFETY: closing an fd this function does not otherwise use; the worker's loop
-            // then fails to read it and exits, which is what the test wants.
-            unsafe { libc::close(fd) };
-            closed += 1;
-        }
-    }
-    assert_eq!(closed, 1, "expected one request pipe");
+    // SAFETY: closing an fd this function does not otherwise use; the worker's loop then
+    // fails to read it and exits, which is what the test wants.
+    unsafe { libc::close(worker_pipe(libc::O_RDONLY)) };
     std::thread::sleep(std::time::Duration::from_millis(ms));
     ms
 }

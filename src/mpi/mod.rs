@@ -371,19 +371,14 @@ impl Dispatch for MpiPool {
         arg: Vec<u8>,
         slot: Box<dyn Slot>,
     ) {
-        let offsets = self
-            .image
-            .offset_of(trampoline as usize)
-            .zip(self.image.offset_of(func));
-        let Some((trampoline, func)) = offsets else {
-            slot.finish(Err(Error::Serialization {
-                message: format!(
-                    "the function at {func:#x} is not in the executable (a shared library's?), \
-                     so it cannot be named on another rank"
-                ),
-            }));
-            return;
-        };
+        let (trampoline, func) =
+            match self
+                .image
+                .offsets_of(trampoline as usize, func, "on another rank")
+            {
+                Ok(offsets) => offsets,
+                Err(error) => return slot.finish(Err(error)),
+            };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = wire::request_frame(id, trampoline, func, arg).and_then(|frame| {
             if send::fits(frame.len()) {

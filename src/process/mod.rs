@@ -663,19 +663,14 @@ impl Dispatch for ProcessPool {
             slot.finish(Err(error));
             return;
         }
-        let offsets = self
-            .image
-            .offset_of(trampoline as usize)
-            .zip(self.image.offset_of(func));
-        let Some((trampoline, func)) = offsets else {
-            slot.finish(Err(Error::Serialization {
-                message: format!(
-                    "the function at {func:#x} is not in the executable (a shared library's?), \
-                     so it cannot be named in a worker"
-                ),
-            }));
-            return;
-        };
+        let (trampoline, func) =
+            match self
+                .image
+                .offsets_of(trampoline as usize, func, "in a worker")
+            {
+                Ok(offsets) => offsets,
+                Err(error) => return slot.finish(Err(error)),
+            };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         match wire::request_frame(id, trampoline, func, arg) {
             Ok(frame) => self.enqueue(Task { id, frame, slot }),

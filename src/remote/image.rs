@@ -46,6 +46,24 @@ impl Image {
             .then(|| address.wrapping_sub(self.anchor))
     }
 
+    /// The offsets of a task's trampoline and function, or the error its future gets when
+    /// either is not in the executable (and so cannot be named `where_to`, in another process).
+    pub(crate) fn offsets_of(
+        &self,
+        trampoline: usize,
+        func: usize,
+        where_to: &str,
+    ) -> Result<(usize, usize), crate::Error> {
+        self.offset_of(trampoline)
+            .zip(self.offset_of(func))
+            .ok_or_else(|| crate::Error::Serialization {
+                message: format!(
+                    "the function at {func:#x} is not in the executable (a shared library's?), \
+                     so it cannot be named {where_to}"
+                ),
+            })
+    }
+
     /// The address, in this process, of the function another process sent as `offset`, or
     /// `None` if it lands outside the executable's code.
     pub(crate) fn address_of(&self, offset: usize) -> Option<usize> {

@@ -32,6 +32,33 @@ pub fn ended(pid: u32) -> bool {
     }
 }
 
+/// In a worker (which holds only stdin, stdout, stderr and its two pipes): the fd of its pipe
+/// opened with `access` (`O_RDONLY`: the request pipe, `O_WRONLY`: the result pipe).
+pub fn worker_pipe(access: i32) -> i32 {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
+        let Ok(fd) = entry.unwrap().file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let is_pipe = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+            .is_ok_and(|target| target.to_string_lossy().starts_with("pipe:"));
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
+        let flags = info
+            .lines()
+            .find_map(|line| line.strip_prefix("flags:"))
+            .and_then(|flags| i32::from_str_radix(flags.trim(), 8).ok());
+        if fd > 2 && is_pipe && flags.is_some_and(|flags| flags & libc::O_ACCMODE == access) {
+            found.push(fd);
+        }
+    }
+    assert_eq!(
+        found.len(),
+        1,
+        "the worker's pipes opened with {access}: {found:?}"
+    );
+    found[0]
+}
+
 /// True in the copy of the test binary that [`own_program`] made to run `test`.
 pub fn alone(test: &str) -> bool {
     std::env::var_os(ALONE).is_some_and(|alone| alone == test)
