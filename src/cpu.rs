@@ -15,7 +15,7 @@ use crate::build_error::BuildError;
 use crate::executor::Executor;
 use crate::future::Future;
 use crate::job::{TaskQueue, task};
-use crate::sync::{lock, with_helper};
+use crate::sync::{JobSignal, global_job_signal, lock, set_job_signal, with_helper};
 
 /// Runs closures on a rayon thread pool and hands back [`Future`]s: CPython's
 /// `ThreadPoolExecutor` for CPU-bound work, without the deadlock on nested waits.
@@ -67,6 +67,8 @@ pub struct CpuPool {
 struct OwnPool {
     pool: rayon::ThreadPool,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Wakes this pool's threads asleep in a helping wait when a task is submitted.
+    signal: Arc<JobSignal>,
 }
 
 /// Numbers pools for the default thread names, as CPython numbers its executors.
@@ -135,8 +137,14 @@ impl Executor for CpuPool {
         // takes the oldest task, whichever job runs first), and `spawn_fifo`'s extra queue
         // made the 10 000-task gather of benches/pools.rs slower (5.1 ms against 3.9 ms).
         match &self.own {
-            Some(own) => own.pool.spawn(job),
-            None => rayon::spawn(job),
+            Some(own) => {
+                own.pool.spawn(job);
+                own.signal.job_added();
+            }
+            None => {
+                rayon::spawn(job);
+                global_job_signal().job_added();
+            }
         }
         future
     }
@@ -247,6 +255,8 @@ impl CpuPoolBuilder {
         let threads = Arc::new(Mutex::new(Vec::new()));
         let spawn_error: Arc<Mutex<Option<io::Error>>> = Arc::default();
         let (handles, error_slot) = (Arc::clone(&threads), Arc::clone(&spawn_error));
+        let signal = Arc::new(JobSignal::new());
+        let thread_signal = Arc::clone(&signal);
         let built = builder
             .thread_name(name)
             .spawn_handler(move |thread| {
@@ -254,7 +264,12 @@ impl CpuPoolBuilder {
                 if let Some(name) = thread.name() {
                     std_builder = std_builder.name(name.to_owned());
                 }
-                match std_builder.spawn(|| thread.run()) {
+                let signal = Arc::clone(&thread_signal);
+                let run = move || {
+                    set_job_signal(signal);
+                    thread.run();
+                };
+                match std_builder.spawn(run) {
                     Ok(handle) => {
                         lock(&handles).push(handle);
                         Ok(())
@@ -272,7 +287,11 @@ impl CpuPoolBuilder {
                 let threads = Mutex::new(std::mem::take(&mut *lock(&threads)));
                 Ok(CpuPool {
                     queue: Arc::new(TaskQueue::new()),
-                    own: Some(OwnPool { pool, threads }),
+                    own: Some(OwnPool {
+                        pool,
+                        threads,
+                        signal,
+                    }),
                 })
             }
             Err(error) => {
