@@ -532,7 +532,9 @@ impl<T> Future<T> {
         }
     }
 
-    #[cfg(test)]
+    /// Listeners attached now: for the unit tests and the loom models, which check that
+    /// waits detach.
+    #[cfg(any(test, loom))]
     pub(crate) fn listener_count(&self) -> usize {
         lock(&self.inner.waiters).listeners.len()
     }

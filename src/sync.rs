@@ -486,6 +486,11 @@ pub mod loom_support {
         PASSED.load(Ordering::SeqCst)
     }
 
+    /// How many `wait` and `as_completed` listeners `future` holds.
+    pub fn listener_count<T>(future: &crate::Future<T>) -> usize {
+        future.listener_count()
+    }
+
     type Job = Box<dyn FnOnce() + Send>;
 
     /// A pool whose workers are the model's threads that call [`work`](Pool::work): a
@@ -518,8 +523,20 @@ pub mod loom_support {
 
         /// Runs `f` on this thread as a task of the pool: its waits help.
         pub fn work<R>(self: &std::sync::Arc<Self>, f: impl FnOnce() -> R) -> R {
+            /// Empties the thread-locals when `work` ends, even by a panic: loom cannot switch
+            /// threads inside the destructors it runs when a thread ends (it hangs), nor drop
+            /// its objects after a failed model (it aborts).
+            struct Leave;
+            impl Drop for Leave {
+                fn drop(&mut self) {
+                    POOL.with(|pool| pool.borrow_mut().take());
+                    super::SIGNAL.with(|slot| slot.borrow_mut().take());
+                    super::PARKER.with(|slot| slot.borrow_mut().take());
+                }
+            }
             POOL.with(|pool| *pool.borrow_mut() = Some(self.clone()));
             super::set_job_signal(self.signal.clone());
+            let _leave = Leave;
             with_helper(run_one, f)
         }
 
