@@ -31,12 +31,24 @@ use crate::sync::{JobSignal, global_job_signal, lock, set_job_signal, with_helpe
 /// # Warning: a waiting task runs other tasks
 ///
 /// When a task waits on a [`Future`] ([`Future::result`], [`wait`](crate::wait),
-/// [`as_completed`](crate::as_completed), ...) its thread does not sleep: it runs other pending
-/// jobs of the same rayon pool until the future is done, like rayon's own `join` and `scope`.
-/// That is why a task can wait on another task of the same pool, even on a pool of one thread,
-/// without a deadlock. It also means that the waiting task's stack may run unrelated tasks in
-/// the middle of the wait: do not wait while holding a lock that another task of the pool
-/// takes, or those two deadlock on the lock instead.
+/// [`as_completed`](crate::as_completed), `shutdown(wait = true)`, ...) its thread does not
+/// just sleep: it runs other pending jobs of the same rayon pool until the future is done,
+/// like rayon's own `join` and `scope`. That is why a task can wait on another task of the
+/// same pool, even on a pool of one thread, without a deadlock. It also means that the waiting
+/// task's stack may run unrelated tasks in the middle of the wait: do not wait while holding a
+/// lock that another task of the pool takes, or those two deadlock on the lock instead.
+///
+/// When the pool has nothing to run, the waiting thread sleeps until the future completes or
+/// a task is submitted to the pool (through this crate; work a task starts with rayon's own
+/// `spawn` or `join` wakes it only if its other threads do not take it first).
+///
+/// Each task run inside a wait nests on the waiting task's stack. The nesting stops at 256
+/// levels, or once half of a default thread stack (`RUST_MIN_STACK`, else 2 MiB) is used
+/// since the outermost task started; a wait past that bound blocks without running anything.
+/// A chain of more than 256 tasks on one thread that each wait on the next one queued can
+/// therefore wait forever on a pool too small for it, instead of overflowing the stack.
+/// A [`global`](Self::global) pool built with a smaller `stack_size` than the default is not
+/// protected by the stack bound.
 ///
 /// # Examples
 ///

@@ -389,17 +389,33 @@ fn park_helper<'a, T>(
         Some(signal) => signal,
         None => global_job_signal(),
     };
+    /// Takes the parker off both lists however the wait ends (a job run here may unwind).
+    struct Registered<'w> {
+        parker: Arc<Parker>,
+        lists: [&'w Parked; 2],
+    }
+    impl Drop for Registered<'_> {
+        fn drop(&mut self) {
+            for list in self.lists {
+                list.remove(&self.parker);
+            }
+        }
+    }
     parker.reset();
     // Registered while the caller's lock is held, so every notify after its last look wakes us.
     wakeup.helpers.add(&parker);
     drop(guard);
     signal.helpers.add(&parker);
+    let registered = Registered {
+        parker,
+        lists: [&signal.helpers, &wakeup.helpers],
+    };
+    // Pairs with the fence in `JobSignal::job_added` (see there).
     fence(Ordering::SeqCst);
     if !help(helper) {
-        parker.park(deadline);
+        registered.parker.park(deadline);
     }
-    signal.helpers.remove(&parker);
-    wakeup.helpers.remove(&parker);
+    drop(registered);
     lock(mutex)
 }
 
