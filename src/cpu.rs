@@ -38,15 +38,16 @@ use crate::sync::{JobSignal, global_job_signal, lock, set_job_signal, with_helpe
 /// task's stack may run unrelated tasks in the middle of the wait: do not wait while holding a
 /// lock that another task of the pool takes, or those two deadlock on the lock instead.
 ///
-/// When the pool has nothing to run, the waiting thread sleeps until the future completes or
-/// a task is submitted to the pool (through this crate; work a task starts with rayon's own
-/// `spawn` or `join` wakes it only if its other threads do not take it first).
+/// When the pool has nothing to run, the waiting thread sleeps, using no CPU, until the
+/// future completes or a task is submitted to the pool. (Rayon jobs pushed meanwhile by
+/// rayon's own `spawn`, `join` or parallel iterators do not wake it; the pool's other threads
+/// run those.)
 ///
-/// Each task run inside a wait nests on the waiting task's stack. The nesting stops at 256
+/// Each task run inside a wait nests on the waiting task's stack. The nesting stops at 1024
 /// levels, or once half of a default thread stack (`RUST_MIN_STACK`, else 2 MiB) is used
 /// since the outermost task started; a wait past that bound blocks without running anything.
-/// A chain of more than 256 tasks on one thread that each wait on the next one queued can
-/// therefore wait forever on a pool too small for it, instead of overflowing the stack.
+/// So on a pool too small for it, a chain of tasks deeper than that bound, each waiting on
+/// one queued behind it, waits forever instead of overflowing the stack.
 /// A [`global`](Self::global) pool built with a smaller `stack_size` than the default is not
 /// protected by the stack bound.
 ///

@@ -101,8 +101,10 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) type Helper = fn() -> bool;
 
 /// How deep helping waits may nest on one thread: each level is a task running inside
-/// another task's wait.
-const MAX_HELP_DEPTH: usize = 256;
+/// another task's wait. A backstop behind the stack budget (a level takes about 1 KiB of
+/// stack in a release build, 3 KiB in a debug one), high enough for deep divide-and-conquer
+/// waits on a pool of one thread, which nest one level per task started and not finished.
+const MAX_HELP_DEPTH: usize = 1024;
 
 /// The stack size of a thread started without an explicit size, as std computes it.
 const DEFAULT_STACK: usize = 2 << 20;
