@@ -254,6 +254,10 @@ impl<T> Inner<T> {
     /// microseconds, and catching that here saves a futex sleep and wake-up on this side of
     /// every round trip. After a few short busy rounds it yields instead, so that on a
     /// machine with more runnable threads than cores the completing thread gets the core.
+    #[cfg_attr(
+        loom,
+        allow(clippy::reversed_empty_ranges, reason = "no spinning under loom")
+    )]
     fn spin_briefly(&self) {
         for step in 0..SPIN_STEPS {
             if self.is_done() {

@@ -353,10 +353,7 @@ loom::lazy_static! {
 
 /// Where rayon's global pool, shared by every `CpuPool::global()`, announces new jobs.
 pub(crate) fn global_job_signal() -> &'static JobSignal {
-    #[cfg(not(loom))]
-    return &GLOBAL_SIGNAL;
-    #[cfg(loom)]
-    return &*GLOBAL_SIGNAL;
+    &GLOBAL_SIGNAL
 }
 
 /// Waits on `wakeup` (paired with `mutex`, which `guard` locks) until notified or until
