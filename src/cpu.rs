@@ -15,7 +15,7 @@ use crate::build_error::BuildError;
 use crate::executor::Executor;
 use crate::future::Future;
 use crate::job::{TaskQueue, task};
-use crate::sync::{lock, with_helper};
+use crate::sync::{JobSignal, global_job_signal, lock, set_job_signal, with_helper};
 
 /// Runs closures on a rayon thread pool and hands back [`Future`]s: CPython's
 /// `ThreadPoolExecutor` for CPU-bound work, without the deadlock on nested waits.
@@ -31,12 +31,25 @@ use crate::sync::{lock, with_helper};
 /// # Warning: a waiting task runs other tasks
 ///
 /// When a task waits on a [`Future`] ([`Future::result`], [`wait`](crate::wait),
-/// [`as_completed`](crate::as_completed), ...) its thread does not sleep: it runs other pending
-/// jobs of the same rayon pool until the future is done, like rayon's own `join` and `scope`.
-/// That is why a task can wait on another task of the same pool, even on a pool of one thread,
-/// without a deadlock. It also means that the waiting task's stack may run unrelated tasks in
-/// the middle of the wait: do not wait while holding a lock that another task of the pool
-/// takes, or those two deadlock on the lock instead.
+/// [`as_completed`](crate::as_completed), `shutdown(wait = true)`, ...) its thread does not
+/// just sleep: it runs other pending jobs of the same rayon pool until the future is done,
+/// like rayon's own `join` and `scope`. That is why a task can wait on another task of the
+/// same pool, even on a pool of one thread, without a deadlock. It also means that the waiting
+/// task's stack may run unrelated tasks in the middle of the wait: do not wait while holding a
+/// lock that another task of the pool takes, or those two deadlock on the lock instead.
+///
+/// When the pool has nothing to run, the waiting thread sleeps, using no CPU, until the
+/// future completes or a task is submitted to the pool. (Rayon jobs pushed meanwhile by
+/// rayon's own `spawn`, `join` or parallel iterators do not wake it; the pool's other threads
+/// run those.)
+///
+/// Each task run inside a wait nests on the waiting task's stack. The nesting stops at 1024
+/// levels, or once half of a default thread stack (`RUST_MIN_STACK`, else 2 MiB) is used
+/// since the outermost task started; a wait past that bound blocks without running anything.
+/// So on a pool too small for it, a chain of tasks deeper than that bound, each waiting on
+/// one queued behind it, waits forever instead of overflowing the stack.
+/// A [`global`](Self::global) pool built with a smaller `stack_size` than the default is not
+/// protected by the stack bound.
 ///
 /// # Examples
 ///
@@ -67,6 +80,8 @@ pub struct CpuPool {
 struct OwnPool {
     pool: rayon::ThreadPool,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Wakes this pool's threads asleep in a helping wait when a task is submitted.
+    signal: Arc<JobSignal>,
 }
 
 /// Numbers pools for the default thread names, as CPython numbers its executors.
@@ -135,8 +150,14 @@ impl Executor for CpuPool {
         // takes the oldest task, whichever job runs first), and `spawn_fifo`'s extra queue
         // made the 10 000-task gather of benches/pools.rs slower (5.1 ms against 3.9 ms).
         match &self.own {
-            Some(own) => own.pool.spawn(job),
-            None => rayon::spawn(job),
+            Some(own) => {
+                own.pool.spawn(job);
+                own.signal.job_added();
+            }
+            None => {
+                rayon::spawn(job);
+                global_job_signal().job_added();
+            }
         }
         future
     }
@@ -247,6 +268,8 @@ impl CpuPoolBuilder {
         let threads = Arc::new(Mutex::new(Vec::new()));
         let spawn_error: Arc<Mutex<Option<io::Error>>> = Arc::default();
         let (handles, error_slot) = (Arc::clone(&threads), Arc::clone(&spawn_error));
+        let signal = Arc::new(JobSignal::new());
+        let thread_signal = Arc::clone(&signal);
         let built = builder
             .thread_name(name)
             .spawn_handler(move |thread| {
@@ -254,7 +277,12 @@ impl CpuPoolBuilder {
                 if let Some(name) = thread.name() {
                     std_builder = std_builder.name(name.to_owned());
                 }
-                match std_builder.spawn(|| thread.run()) {
+                let signal = Arc::clone(&thread_signal);
+                let run = move || {
+                    set_job_signal(signal);
+                    thread.run();
+                };
+                match std_builder.spawn(run) {
                     Ok(handle) => {
                         lock(&handles).push(handle);
                         Ok(())
@@ -272,7 +300,11 @@ impl CpuPoolBuilder {
                 let threads = Mutex::new(std::mem::take(&mut *lock(&threads)));
                 Ok(CpuPool {
                     queue: Arc::new(TaskQueue::new()),
-                    own: Some(OwnPool { pool, threads }),
+                    own: Some(OwnPool {
+                        pool,
+                        threads,
+                        signal,
+                    }),
                 })
             }
             Err(error) => {

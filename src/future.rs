@@ -21,14 +21,13 @@
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::OnceLock;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::sync::{
-    Arc, AtomicU8, AtomicUsize, Condvar, Mutex, Ordering, deadline_after, expired, helping, lock,
-    wait_until, yield_now,
+    Arc, AtomicU8, AtomicUsize, Mutex, OnceLock, Ordering, ThreadId, Wakeup, current_thread,
+    deadline_after, expired, helping, lock, wait_until, yield_now,
 };
 
 /// Where a future is in its life.
@@ -112,6 +111,9 @@ struct Waiters<T> {
     sleepers: usize,
     /// Step 3 of a completion is over: no callback of the completing thread holds a handle.
     settled: bool,
+    /// The thread running the callbacks until `settled`, so that one of them asking for
+    /// [`Future::into_result`] is answered at once instead of waiting for itself.
+    completing: Option<ThreadId>,
 }
 
 struct Inner<T> {
@@ -122,7 +124,7 @@ struct Inner<T> {
     /// Live [`Future`] handles (the `Promise` is not one).
     handles: AtomicUsize,
     waiters: Mutex<Waiters<T>>,
-    wakeup: Condvar,
+    wakeup: Wakeup,
 }
 
 impl<T> Inner<T> {
@@ -136,8 +138,9 @@ impl<T> Inner<T> {
                 listeners: Vec::new(),
                 sleepers: 0,
                 settled: false,
+                completing: None,
             }),
-            wakeup: Condvar::new(),
+            wakeup: Wakeup::new(),
         }
     }
 
@@ -164,6 +167,9 @@ impl<T> Inner<T> {
             .collect();
         let quiet = callbacks.is_empty() && waiters.listeners.is_empty();
         waiters.settled = quiet;
+        if !callbacks.is_empty() {
+            waiters.completing = Some(current_thread().id());
+        }
         if waiters.sleepers > 0 {
             this.wakeup.notify_all();
         }
@@ -207,21 +213,36 @@ impl<T> Inner<T> {
     /// Blocks until the future is done (or, with `settled`, until its completion is over) or
     /// `deadline` passes. Returns the outcome, or `None` on time-out.
     fn wait(&self, deadline: Option<Instant>, settled: bool) -> Option<&Result<T, Error>> {
+        match self.wait_for(deadline, settled) {
+            Waited::Done(outcome) => Some(outcome),
+            Waited::TimedOut | Waited::OwnCallback => None,
+        }
+    }
+
+    /// [`wait`](Self::wait), telling a time-out apart from a wait for settling made by one of
+    /// the future's own callbacks, which would never end.
+    fn wait_for(&self, deadline: Option<Instant>, settled: bool) -> Waited<'_, T> {
         if !self.is_done() && !expired(deadline) && !helping() {
             self.spin_briefly();
         }
         if !settled && let Some(outcome) = self.outcome.get() {
-            return Some(outcome);
+            return Waited::Done(outcome);
         }
         let mut waiters = lock(&self.waiters);
         loop {
-            if let Some(outcome) = self.outcome.get()
-                && (waiters.settled || !settled)
-            {
-                return Some(outcome);
+            if let Some(outcome) = self.outcome.get() {
+                if waiters.settled || !settled {
+                    return Waited::Done(outcome);
+                }
+                if waiters
+                    .completing
+                    .is_some_and(|thread| thread == current_thread().id())
+                {
+                    return Waited::OwnCallback;
+                }
             }
             if expired(deadline) {
-                return None;
+                return Waited::TimedOut;
             }
             waiters.sleepers += 1;
             waiters = wait_until(&self.wakeup, &self.waiters, waiters, deadline);
@@ -233,6 +254,10 @@ impl<T> Inner<T> {
     /// microseconds, and catching that here saves a futex sleep and wake-up on this side of
     /// every round trip. After a few short busy rounds it yields instead, so that on a
     /// machine with more runnable threads than cores the completing thread gets the core.
+    #[cfg_attr(
+        loom,
+        allow(clippy::reversed_empty_ranges, reason = "no spinning under loom")
+    )]
     fn spin_briefly(&self) {
         for step in 0..SPIN_STEPS {
             if self.is_done() {
@@ -255,6 +280,14 @@ impl<T> Inner<T> {
     fn failed(&self) -> bool {
         self.state.load(Ordering::Acquire) == FINISHED && matches!(self.outcome.get(), Some(Err(_)))
     }
+}
+
+/// How [`Inner::wait_for`] ended.
+enum Waited<'a, T> {
+    Done(&'a Result<T, Error>),
+    TimedOut,
+    /// Asked to wait for settling from one of the future's own done-callbacks.
+    OwnCallback,
 }
 
 fn run_callback<T>(future: &Future<T>, callback: Callback<T>) {
@@ -384,7 +417,9 @@ impl<T> Future<T> {
     ///
     /// That is possible only when this is the last handle: the one `submit` returned, or the
     /// one [`as_completed`](crate::as_completed) yielded, with no clone of it left alive.
-    /// Callbacks still running in the completing thread do not count: this waits for them.
+    /// Callbacks still running in the completing thread do not count: this waits for them;
+    /// called from one of those callbacks (which holds a handle itself), it answers
+    /// [`Error::InvalidState`] at once.
     ///
     /// # Errors
     ///
@@ -407,8 +442,11 @@ impl<T> Future<T> {
     /// # }
     /// ```
     pub fn into_result(self) -> Result<T, Error> {
-        if let Some(Err(error)) = self.inner.wait(None, true) {
-            return Err(error.clone());
+        match self.inner.wait_for(None, true) {
+            Waited::Done(Err(error)) => return Err(error.clone()),
+            // The callback holds a handle to this future, so this cannot be the last one.
+            Waited::OwnCallback => return Err(Error::InvalidState),
+            Waited::Done(Ok(_)) | Waited::TimedOut => {}
         }
         if self.inner.handles.load(Ordering::Acquire) != 1 {
             return Err(Error::InvalidState);
@@ -460,9 +498,9 @@ impl<T> Future<T> {
     }
 
     /// Blocks until the completion is over (callbacks included) or `deadline` passes; true if
-    /// it is over, so that [`into_result`](Self::into_result) will not block.
+    /// it is over, or if [`into_result`](Self::into_result) would answer at once anyway.
     pub(crate) fn wait_settled(&self, deadline: Option<Instant>) -> bool {
-        self.inner.wait(deadline, true).is_some()
+        !matches!(self.inner.wait_for(deadline, true), Waited::TimedOut)
     }
 
     /// Identity of the shared state: equal for clones of one future.
@@ -498,7 +536,9 @@ impl<T> Future<T> {
         }
     }
 
-    #[cfg(test)]
+    /// Listeners attached now: for the unit tests and the loom models, which check that
+    /// waits detach.
+    #[cfg(any(test, loom))]
     pub(crate) fn listener_count(&self) -> usize {
         lock(&self.inner.waiters).listeners.len()
     }

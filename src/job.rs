@@ -13,7 +13,7 @@ use crossbeam_deque::{Injector, Steal};
 
 use crate::error::Error;
 use crate::future::{Future, Promise};
-use crate::sync::{Condvar, Mutex, lock};
+use crate::sync::{Mutex, Wakeup, lock, wait_until};
 
 /// A submitted closure that can be run, cancelled or failed, once.
 pub(crate) trait Task: Send {
@@ -75,7 +75,7 @@ pub(crate) struct TaskQueue {
     state: std::sync::atomic::AtomicUsize,
     /// Wakes `wait_until_finished` callers; only touched once the queue is shut down.
     finished_lock: Mutex<()>,
-    finished: Condvar,
+    finished: Wakeup,
 }
 
 std::thread_local! {
@@ -92,7 +92,7 @@ impl TaskQueue {
             tasks: Injector::new(),
             state: std::sync::atomic::AtomicUsize::new(0),
             finished_lock: Mutex::new(()),
-            finished: Condvar::new(),
+            finished: Wakeup::new(),
         }
     }
 
@@ -191,7 +191,9 @@ impl TaskQueue {
     /// [`shut_down`](Self::shut_down): before it, new tasks may keep coming.
     ///
     /// Returns at once when called from inside one of this queue's tasks, which would
-    /// otherwise wait for itself.
+    /// otherwise wait for itself. Like every wait of the crate, it runs other jobs of the
+    /// caller's pool meanwhile when called from a `CpuPool` task, so that the tasks it waits
+    /// for can run even when they queue behind the caller on the same threads.
     pub(crate) fn wait_until_finished(&self) {
         use std::sync::atomic::Ordering::SeqCst;
         if RUNNING.with(std::cell::Cell::get) == self.id() {
@@ -199,10 +201,7 @@ impl TaskQueue {
         }
         let mut guard = lock(&self.finished_lock);
         while self.state.load(SeqCst) >= ONE_TASK {
-            guard = self
-                .finished
-                .wait(guard)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            guard = wait_until(&self.finished, &self.finished_lock, guard, None);
         }
     }
 }

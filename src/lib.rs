@@ -273,3 +273,8 @@ pub use process::ProcessPool;
 #[cfg(feature = "progress")]
 pub use progress::Progress;
 pub use wait::{AsCompleted, DoneAndNotDone, ReturnWhen, as_completed, wait};
+
+/// Hooks for the loom models of `tests/loom_future.rs`; only in the loom build.
+#[cfg(loom)]
+#[doc(hidden)]
+pub use sync::loom_support;

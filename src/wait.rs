@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::future::{Future, Listener, Registration};
-use crate::sync::{Condvar, Mutex, deadline_after, expired, lock, wait_until};
+use crate::sync::{Mutex, Wakeup, deadline_after, expired, lock, wait_until};
 
 /// When [`wait`] returns (CPython's `FIRST_COMPLETED`, `FIRST_EXCEPTION`, `ALL_COMPLETED`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -61,7 +61,7 @@ fn distinct<'a, T: 'a>(futures: impl IntoIterator<Item = &'a Future<T>>) -> Vec<
 /// Counts down the futures a [`wait`] call is still waiting for.
 struct Countdown {
     state: Mutex<CountdownState>,
-    wakeup: Condvar,
+    wakeup: Wakeup,
 }
 
 struct CountdownState {
@@ -134,7 +134,7 @@ pub fn wait<T>(
     if !state.fired && !expired(deadline) {
         let countdown = std::sync::Arc::new(Countdown {
             state: Mutex::new(state),
-            wakeup: Condvar::new(),
+            wakeup: Wakeup::new(),
         });
         let listener: std::sync::Arc<dyn Listener> = countdown.clone();
         let mut attached = Vec::with_capacity(pending.len());
@@ -162,12 +162,14 @@ pub fn wait<T>(
 /// Indices of futures in the order they completed.
 struct CompletionQueue {
     completed: Mutex<VecDeque<usize>>,
-    wakeup: Condvar,
+    wakeup: Wakeup,
 }
 
 impl Listener for CompletionQueue {
     fn notify(&self, index: usize, _failed: bool) {
-        lock(&self.completed).push_back(index);
+        let mut completed = lock(&self.completed);
+        completed.push_back(index);
+        // Under the lock: a helping waiter registers under it (see `Wakeup`).
         self.wakeup.notify_one();
     }
 }
@@ -241,7 +243,7 @@ impl<T> AsCompleted<T> {
     pub(crate) fn new(deadline: Option<Instant>, cancel_unyielded: bool) -> Self {
         let queue = std::sync::Arc::new(CompletionQueue {
             completed: Mutex::new(VecDeque::new()),
-            wakeup: Condvar::new(),
+            wakeup: Wakeup::new(),
         });
         AsCompleted {
             ready: VecDeque::new(),

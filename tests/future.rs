@@ -4,8 +4,9 @@
 //! Not ported, because they cannot apply to Rust:
 //! * 31 `test_class_str`: the `str()` of Python classes.
 //! * 43 `test_get_snapshot`: a private CPython method reading four fields under one lock;
-//!   here the outcome is written once before the state is published, so `state()` followed by
-//!   `result_timeout(0)` is always consistent (checked in `finished_state_implies_outcome`).
+//!   here the outcome is written once before the state is published, so a reader that sees
+//!   `state()` Finished finds the outcome (checked in `finished_state_implies_outcome`, and
+//!   exhaustively in the loom model `finished_state_implies_outcome` of `loom_future.rs`).
 //!
 //! CPython's `CANCELLED` and `CANCELLED_AND_NOTIFIED` states are one state here.
 
@@ -307,22 +308,46 @@ fn set_running_twice_is_invalid() {
     );
 }
 
+/// The outcome is written before the state says Finished: a reader that sees the state
+/// finds the outcome. Read without the future's lock (`done` and `Debug` take none), since the
+/// lock would hide the bug (the completing side writes both under it); many rounds, each with
+/// a reader spinning on the state while the completion happens.
 #[test]
 fn finished_state_implies_outcome() {
-    let (promise, future) = Promise::new();
+    let (to_reader, futures) = mpsc::channel::<Future<i32>>();
+    let spinning = Arc::new(AtomicUsize::new(0));
+    let reader_spinning = spinning.clone();
     let reader = thread::spawn(move || {
-        loop {
-            let state = future.state();
-            let read = future.result_timeout(Duration::ZERO).cloned();
-            match state {
-                State::Finished => return read,
-                _ => thread::yield_now(),
+        let mut torn = 0;
+        for future in futures {
+            reader_spinning.fetch_add(1, Ordering::SeqCst);
+            while future.state() != State::Finished {
+                std::hint::spin_loop();
+            }
+            let outcome = format!("{future:?}");
+            if !future.done() || !outcome.contains("returned") {
+                torn += 1;
             }
         }
+        torn
     });
-    promise.run(|| 9);
-    assert_eq!(reader.join().unwrap(), Ok(9));
+    for round in 1..=ROUNDS {
+        let (promise, future) = Promise::new();
+        to_reader.send(future).unwrap();
+        while spinning.load(Ordering::SeqCst) < round {
+            std::hint::spin_loop();
+        }
+        promise.run(|| 9);
+    }
+    drop(to_reader);
+    assert_eq!(
+        reader.join().unwrap(),
+        0,
+        "rounds where Finished was visible before the outcome"
+    );
 }
+
+const ROUNDS: usize = 5_000;
 
 #[test]
 fn dropped_promise_breaks_its_future() {

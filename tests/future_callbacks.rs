@@ -1,0 +1,54 @@
+//! Done-callbacks that read their own future back: what they may and may not get.
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use concurrent_futures::{CpuPool, Error, Executor, Promise};
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// Issue 11, item 15: `into_result` on a clone inside the future's own done-callback cannot
+/// take the value (the callback's handle is alive), and must say so at once instead of
+/// waiting for the callbacks to finish, which would be waiting for itself.
+#[test]
+fn into_result_inside_its_own_done_callback_answers_invalid_state_at_once() {
+    let (mut promise, future) = Promise::<u32>::new();
+    let (report, reported) = mpsc::channel();
+    future.add_done_callback(move |own| {
+        report.send(own.clone().into_result()).unwrap();
+    });
+    // Completed on a thread of its own, so that a hang fails this test instead of hanging it.
+    let completer = thread::spawn(move || promise.set_result(4).unwrap());
+    assert_eq!(
+        reported.recv_timeout(LONG),
+        Ok(Err(Error::InvalidState)),
+        "into_result inside the callback hung or answered wrong"
+    );
+    completer.join().unwrap();
+    assert_eq!(future.into_result(), Ok(4));
+}
+
+/// The same on a pool thread, which the hang used to take with it; a failed future answers
+/// the same way, and the pool goes on running tasks.
+#[test]
+fn into_result_inside_its_own_done_callback_on_a_pool_thread() {
+    let pool = CpuPool::new(1);
+    let (release, gate) = mpsc::channel::<()>();
+    let (report, reported) = mpsc::channel();
+    let failing = pool.submit(move || -> u32 {
+        gate.recv().unwrap();
+        panic!("no value")
+    });
+    failing.add_done_callback(move |own| {
+        report.send(own.clone().into_result()).unwrap();
+    });
+    release.send(()).unwrap();
+    let answer = reported.recv_timeout(LONG);
+    if answer != Ok(Err(Error::InvalidState)) {
+        // Dropping the pool would wait for the hung task forever.
+        std::mem::forget(pool);
+        panic!("into_result inside the callback hung or answered wrong: {answer:?}");
+    }
+    assert_eq!(pool.submit(|| 2).result_timeout(LONG), Ok(&2));
+}
