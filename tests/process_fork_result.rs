@@ -2,7 +2,6 @@
 //! manager must read the child's result while the child runs, or the child blocks writing it
 //! and never exits, and neither the future nor the pool's drop ever ends.
 
-#[allow(dead_code)] // not every test binary uses every helper
 mod process_common;
 
 use concurrent_futures::ProcessPool;

@@ -2,7 +2,6 @@
 //! pipe is a dead worker (its task fails, a new worker takes over), a frame's size is bounded
 //! by `max_frame_bytes` in both directions, and nothing hangs.
 
-#[allow(dead_code)] // not every test binary uses every helper
 mod process_common;
 
 use std::io::Write;

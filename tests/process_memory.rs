@@ -5,7 +5,6 @@
 //! One test in this binary on purpose: it compares this process's resident memory before and
 //! after, which another test running at the same time would disturb.
 
-#[allow(dead_code)] // not every test binary uses every helper
 mod process_common;
 
 use concurrent_futures::ProcessPool;

@@ -6,7 +6,6 @@
 //! One test in this binary on purpose: it counts the fork server's children, which would
 //! include the workers of any pool another test ran at the same time.
 
-#[allow(dead_code)] // not every test binary uses every helper
 mod process_common;
 
 use std::time::{Duration, Instant};

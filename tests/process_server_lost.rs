@@ -5,7 +5,6 @@
 //! One test in this binary on purpose: it kills the fork server every pool here shares, and
 //! it measures the CPU time of the one manager thread.
 
-#[allow(dead_code)] // not every test binary uses every helper
 mod process_common;
 
 use std::time::{Duration, Instant};

@@ -4,7 +4,6 @@
 //! with a marker in its environment; the child sets `SIG_DFL` and does the calls, and the
 //! parent checks that it exited with 0.
 
-#[allow(dead_code)] // not every test binary uses every helper
 mod process_common;
 
 use std::process::{Command, ExitStatus};

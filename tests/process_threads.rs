@@ -2,7 +2,6 @@
 //! (at least one), so that a pool of N workers on N cores runs N threads, not N²;
 //! `worker_threads` sets it.
 
-#[allow(dead_code)] // not every test binary uses every helper
 mod process_common;
 
 use concurrent_futures::ProcessPool;
