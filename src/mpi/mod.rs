@@ -286,6 +286,18 @@ fn start() -> Result<(::mpi::environment::Universe, Image), InitError> {
 /// Made on rank 0 by [`MpiPool::init`]; see the [module docs](self) for how ranks are started,
 /// how tasks travel and what each fault does. Dropping it shuts it down with `wait = true`:
 /// queued tasks run, the worker ranks exit, and MPI is finalized.
+///
+/// Tasks go through [`FnExecutor`](crate::FnExecutor) (`submit_fn`, `map_fn`): a plain
+/// function of this executable and a serializable argument. After
+/// [`shutdown`](Self::shutdown) a submitted task's future holds [`Error::Shutdown`]; an
+/// argument that does not serialize gives [`Error::Serialization`], and nothing is sent.
+///
+/// # Warning: callbacks
+///
+/// Rank 0's progress thread completes the futures, so it runs their done-callbacks
+/// ([`Future::add_done_callback`](crate::Future::add_done_callback)). While a callback runs,
+/// no reply is read and no task is sent: keep callbacks short, and never wait in one on this
+/// pool's work.
 pub struct MpiPool {
     shared: Arc<Shared>,
     progress: Mutex<Option<JoinHandle<()>>>,
@@ -313,21 +325,6 @@ impl MpiPool {
     /// The number of worker ranks: the job's size minus rank 0.
     pub fn max_workers(&self) -> usize {
         self.workers
-    }
-
-    /// Schedules `f(arg)` on a worker rank and returns the future of its result.
-    ///
-    /// `f` is a plain function of this executable; what it needs travels in `arg`. After
-    /// [`shutdown`](Self::shutdown) the future holds [`Error::Shutdown`]. If `arg` does not
-    /// serialize, the future holds [`Error::Serialization`] and nothing is sent.
-    ///
-    /// # Warning: callbacks
-    ///
-    /// Rank 0's progress thread completes the futures, so it runs their done-callbacks
-    /// ([`Future::add_done_callback`]). While a callback runs, no reply is read and no task is
-    /// sent: keep callbacks short, and never wait in one on this pool's work.
-    pub fn submit<A: Payload, R: Payload>(&self, f: fn(A) -> R, arg: A) -> Future<R> {
-        remote::submit(self, f, arg)
     }
 
     /// Stops taking work, as [`Executor::shutdown`](crate::Executor::shutdown): later submits
