@@ -98,7 +98,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     concurrent_futures::process::init()?;
 
     let workers = thread::available_parallelism().map_or(2, NonZero::get);
-    let cpu = CpuPool::new(workers);
+    let cpu = CpuPool::new(workers)?;
     // Made before the timing starts: forking the workers is not part of any image's cost.
     let processes = ProcessPool::new(workers)?;
 

@@ -556,12 +556,12 @@ impl Driver {
     }
 
     fn cpu_rounds(&mut self) {
-        let helper = IoPool::new(2);
+        let helper = IoPool::new(2).expect("a pool of 1 to 8 threads");
         let mut pool: Option<CpuPool> = None;
         self.rounds(|d| {
             let cpu = pool.get_or_insert_with(|| {
                 d.tally.pools_built.fetch_add(1, Ordering::SeqCst);
-                CpuPool::new(d.rng.range(1..4) as usize)
+                CpuPool::new(d.rng.range(1..4) as usize).expect("a pool of 1 to 8 threads")
             });
             d.executor_round(cpu, 0, Some(&helper));
             if d.rng.percent(5) {
@@ -579,7 +579,7 @@ impl Driver {
         self.rounds(|d| {
             let io = pool.get_or_insert_with(|| {
                 d.tally.pools_built.fetch_add(1, Ordering::SeqCst);
-                IoPool::new(d.rng.range(1..9) as usize)
+                IoPool::new(d.rng.range(1..9) as usize).expect("a pool of 1 to 8 threads")
             });
             d.executor_round(io, 2000, None);
             d.map_round(io, 500);
@@ -822,7 +822,7 @@ impl Driver {
                 Fault::Kill => Expect::error(Kind::WorkerDied),
                 Fault::Outrun => Expect::error(Kind::TaskTimeout),
             };
-            let future = pool.submit(process_task, (x, fault));
+            let future = pool.submit_fn(process_task, (x, fault));
             self.tally.submitted.fetch_add(1, Ordering::SeqCst);
             let expect = if self.rng.percent(10) {
                 future.cancel();
@@ -907,7 +907,7 @@ impl Driver {
             .map(|x| {
                 self.tally.submitted.fetch_add(1, Ordering::SeqCst);
                 (
-                    pool.submit(process_task, (x, Fault::None)),
+                    pool.submit_fn(process_task, (x, Fault::None)),
                     Expect::value(cpu_task(x, false))
                         .or(Kind::Cancelled)
                         .or(Kind::WorkerDied),

@@ -38,7 +38,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Payload for T {}
 #[diagnostic::on_unimplemented(
     message = "`{Self}` does not run closures: it is not an `Executor`",
     label = "an executor of closures is needed here",
-    note = "ProcessPool (and MpiPool) run plain functions: use `submit_fn` / `map_fn` (trait \
+    note = "a ProcessPool or MpiPool runs plain functions: use `submit_fn` / `map_fn` (trait \
             `FnExecutor`) with a `fn` and a serializable argument, or `ProcessPool::fork` for a \
             closure"
 )]

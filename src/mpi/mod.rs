@@ -92,8 +92,6 @@ use ::mpi::environment::Threading;
 use ::mpi::traits::{Communicator, CommunicatorCollectives};
 
 use crate::error::Error;
-use crate::executor::Payload;
-use crate::future::Future;
 use crate::remote::{self, Dispatch, Slot, wire};
 
 use crate::remote::image::Image;
