@@ -1,6 +1,7 @@
 //! Every fault of CPython's `test_deadlock.py`, translated, and a few of our own: each one must
 //! end in an error on the right futures, never in a hang. Every wait is bounded by
 //! `process_common::BOUND`; a hang would show as `Err(Timeout)` and fail the assertion.
+#![cfg(target_os = "linux")]
 
 mod process_common;
 

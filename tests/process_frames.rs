@@ -1,6 +1,7 @@
 //! Frames that cannot be trusted (issue 11, item 8): a worker that sends garbage on its result
 //! pipe is a dead worker (its task fails, a new worker takes over), a frame's size is bounded
 //! by `max_frame_bytes` in both directions, and nothing hangs.
+#![cfg(target_os = "linux")]
 
 mod process_common;
 

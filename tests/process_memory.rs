@@ -4,6 +4,7 @@
 //!
 //! One test in this binary on purpose: it compares this process's resident memory before and
 //! after, which another test running at the same time would disturb.
+#![cfg(target_os = "linux")]
 
 mod process_common;
 

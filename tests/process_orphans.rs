@@ -1,6 +1,7 @@
 //! Nothing of a ProcessPool outlives its program: after `kill -9` of a program whose pool was
 //! built, and whose `fork` child was started, from threads that have since ended, the fork
 //! server, the workers and the `fork` child all end within seconds.
+#![cfg(target_os = "linux")]
 
 mod process_common;
 

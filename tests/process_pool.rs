@@ -1,5 +1,6 @@
 //! The process pool's normal behaviour: results, worker reuse and replacement, the initializer,
 //! `fork`, shutdown and cleanup. Faults are in `process_faults.rs`, rayon in `process_rayon.rs`.
+#![cfg(target_os = "linux")]
 
 mod process_common;
 

@@ -2,6 +2,7 @@
 //! runs when the fork server starts, so every worker inherits a global pool whose threads do
 //! not exist (a `par_iter` on it never returns). Tasks must still finish, because each runs in
 //! a rayon pool built in its worker. A separate binary, since it starts threads before `main`.
+#![cfg(target_os = "linux")]
 
 use std::time::Duration;
 

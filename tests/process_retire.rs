@@ -5,6 +5,7 @@
 //!
 //! One test in this binary on purpose: it counts the fork server's children, which would
 //! include the workers of any pool another test ran at the same time.
+#![cfg(target_os = "linux")]
 
 mod process_common;
 

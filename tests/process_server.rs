@@ -4,6 +4,7 @@
 //!
 //! Tests that need a fresh program (the first pool of the program, a killed server) run in a
 //! copy of this binary of their own (`process_common::in_own_program`).
+#![cfg(target_os = "linux")]
 
 mod process_common;
 

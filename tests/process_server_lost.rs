@@ -4,6 +4,7 @@
 //!
 //! One test in this binary on purpose: it kills the fork server every pool here shares, and
 //! it measures the CPU time of the one manager thread.
+#![cfg(target_os = "linux")]
 
 mod process_common;
 

@@ -3,6 +3,7 @@
 //! the library), which would kill it with status 141. Each test re-runs this binary as a child
 //! with a marker in its environment; the child sets `SIG_DFL` and does the calls, and the
 //! parent checks that it exited with 0.
+#![cfg(target_os = "linux")]
 
 mod process_common;
 

@@ -1,6 +1,7 @@
 //! The rayon pool of each worker (issue 11, item 9): by default about cores / workers threads
 //! (at least one), so that a pool of N workers on N cores runs N threads, not N²;
 //! `worker_threads` sets it.
+#![cfg(target_os = "linux")]
 
 mod process_common;
 

@@ -42,8 +42,8 @@ static POOLS: AtomicUsize = AtomicUsize::new(0);
 /// use concurrent_futures::{Error, Executor, IoPool};
 /// use std::time::Duration;
 ///
-/// # fn main() -> Result<(), Error> {
-/// let pool = IoPool::new(4);
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = IoPool::new(4)?;
 /// let futures: Vec<_> = (0..8_u64)
 ///     .map(|n| pool.submit(move || {
 ///         std::thread::sleep(Duration::from_millis(10));

@@ -328,6 +328,22 @@ impl ProcessPoolBuilder {
 /// The pool's manager thread completes the futures, so it runs their done-callbacks
 /// ([`Future::add_done_callback`]). While a callback runs, no result of this pool is read and
 /// no task is sent: keep callbacks short, and never wait in one on this pool's work.
+///
+/// # One name per meaning
+///
+/// `submit` means "run this closure" on every backend, so a `ProcessPool` has none: the
+/// compiler points to `submit_fn` instead.
+///
+/// ```compile_fail,E0599
+/// use concurrent_futures::ProcessPool;
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// let pool = ProcessPool::new(1).unwrap();
+/// let _ = pool.submit(square, 3); // error: no method `submit`; help: `submit_fn`
+/// ```
 pub struct ProcessPool {
     shared: Arc<Shared>,
     manager: Mutex<Option<JoinHandle<()>>>,
