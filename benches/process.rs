@@ -179,7 +179,9 @@ fn cpu_bound(c: &mut Criterion) {
     });
     group.bench_function("pool_of_2", |b| {
         b.iter(|| {
-            let futures: Vec<_> = (0..TASKS).map(|_| pool.submit_fn(burn, iterations)).collect();
+            let futures: Vec<_> = (0..TASKS)
+                .map(|_| pool.submit_fn(burn, iterations))
+                .collect();
             futures
                 .into_iter()
                 .map(|f| f.into_result().unwrap())

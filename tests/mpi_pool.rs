@@ -151,7 +151,10 @@ fn shutdown_cancels_what_was_not_sent() -> Result<(), Box<dyn std::error::Error>
         thread::sleep(Duration::from_millis(5));
     }
     pool.shutdown(false, true);
-    assert_eq!(pool.submit_fn(double, 1).into_result(), Err(Error::Shutdown));
+    assert_eq!(
+        pool.submit_fn(double, 1).into_result(),
+        Err(Error::Shutdown)
+    );
     let states: Vec<State> = futures
         .iter()
         .map(|f| {

@@ -57,7 +57,12 @@ fn libc_is_used_only_in_the_linux_only_modules() {
                 stack.push(path);
                 continue;
             }
-            let relative = path.strip_prefix(&src).unwrap().to_str().unwrap().to_owned();
+            let relative = path
+                .strip_prefix(&src)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
             let linux_only = ["process/", "remote/", "mpi/"]
                 .iter()
                 .any(|dir| relative.starts_with(dir));

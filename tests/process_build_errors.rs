@@ -18,10 +18,16 @@ fn zero_workers_and_every_zero_option_are_named() {
     };
     assert_eq!(zero(ProcessPool::new(0)), "max_workers");
     let builder = || ProcessPool::builder().max_workers(1);
-    assert_eq!(zero(builder().max_tasks_per_child(0).build()), "max_tasks_per_child");
+    assert_eq!(
+        zero(builder().max_tasks_per_child(0).build()),
+        "max_tasks_per_child"
+    );
     assert_eq!(zero(builder().pipeline_depth(0).build()), "pipeline_depth");
     assert_eq!(zero(builder().worker_threads(0).build()), "worker_threads");
-    assert_eq!(zero(builder().max_frame_bytes(0).build()), "max_frame_bytes");
+    assert_eq!(
+        zero(builder().max_frame_bytes(0).build()),
+        "max_frame_bytes"
+    );
     assert_eq!(
         ProcessPool::new(0).unwrap_err().to_string(),
         "max_workers must be at least 1, not 0"
@@ -45,7 +51,12 @@ fn an_initializer_from_a_shared_library_is_refused() {
         matches!(error, BuildError::InitializerNotInExecutable),
         "{error:?}"
     );
-    assert!(error.to_string().contains("not a function of the executable"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("not a function of the executable"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -65,7 +76,10 @@ fn out_of_file_descriptors_is_a_pipe_error_with_its_cause() {
         rlim_max: 0,
     };
     // SAFETY: a valid pointer to an rlimit for the call to fill, then to read.
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
     let lowered = libc::rlimit {
         rlim_cur: lowest_free,
         rlim_max: limit.rlim_max,

@@ -411,7 +411,10 @@ fn terminate_and_kill_workers_stop_running_tasks() {
                 Err(Error::Cancelled | Error::WorkerDied { .. })
             ));
         }
-        assert_eq!(pool.submit_fn(double, 1).into_result(), Err(Error::Shutdown));
+        assert_eq!(
+            pool.submit_fn(double, 1).into_result(),
+            Err(Error::Shutdown)
+        );
         drop(pool);
         assert!(gone(pid));
     }

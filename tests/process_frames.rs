@@ -61,7 +61,10 @@ fn max_frame_bytes_bounds_arguments_and_results() {
         .max_frame_bytes(1 << 20)
         .build()
         .unwrap();
-    match pool.submit_fn(length, vec![0; 2 << 20]).result_timeout(BOUND) {
+    match pool
+        .submit_fn(length, vec![0; 2 << 20])
+        .result_timeout(BOUND)
+    {
         Err(Error::Serialization { message }) => {
             assert!(message.contains("max_frame_bytes"), "{message}")
         }

@@ -55,7 +55,10 @@ fn a_large_argument_and_result_do_not_stay_resident_after_their_task() {
         Ok(PAYLOAD)
     );
     for x in 0..200 {
-        assert_eq!(pool.submit_fn(double, x).result_timeout(BOUND), Ok(&(x * 2)));
+        assert_eq!(
+            pool.submit_fn(double, x).result_timeout(BOUND),
+            Ok(&(x * 2))
+        );
     }
     let kept = resident().saturating_sub(before);
     assert!(

@@ -136,7 +136,10 @@ fn shutdown_refuses_new_work_and_drop_leaves_no_process_behind() {
     let pool = ProcessPool::new(2).unwrap();
     let pids = pids_of(&pool, 10);
     pool.shutdown(true, false);
-    assert_eq!(pool.submit_fn(square, 2).into_result(), Err(Error::Shutdown));
+    assert_eq!(
+        pool.submit_fn(square, 2).into_result(),
+        Err(Error::Shutdown)
+    );
     assert_eq!(pool.fork(|| 1).into_result(), Err(Error::Shutdown));
     drop(pool);
     assert!(pids.iter().all(|&pid| gone(pid)), "{pids:?}");

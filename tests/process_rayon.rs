@@ -34,7 +34,9 @@ fn par_iter_in_a_task_finishes_even_with_an_inherited_global_pool() {
         .task_timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    let futures: Vec<_> = (0..4).map(|_| pool.submit_fn(parallel_sum, 100_000)).collect();
+    let futures: Vec<_> = (0..4)
+        .map(|_| pool.submit_fn(parallel_sum, 100_000))
+        .collect();
     for future in futures {
         assert_eq!(future.into_result(), Ok(9_999_900_000));
     }

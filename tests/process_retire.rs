@@ -73,7 +73,10 @@ fn one_task_per_child_never_runs_more_workers_than_max_workers_and_long_batches_
         .max_tasks_per_child(1)
         .build()
         .unwrap();
-    let server = *pool.submit_fn(server_pid, ()).result_timeout(BOUND).unwrap();
+    let server = *pool
+        .submit_fn(server_pid, ())
+        .result_timeout(BOUND)
+        .unwrap();
 
     // 16 tasks of 300 ms on two slots: ~2.4 s done right; all at once with one process per
     // task when a retiring worker is replaced at once.

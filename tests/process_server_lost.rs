@@ -46,7 +46,10 @@ fn manager_ticks() -> Option<u64> {
 #[test]
 fn a_killed_fork_server_breaks_the_pool_and_the_manager_does_not_spin() {
     let pool = ProcessPool::new(1).unwrap();
-    let server = *pool.submit_fn(server_pid, ()).result_timeout(BOUND).unwrap();
+    let server = *pool
+        .submit_fn(server_pid, ())
+        .result_timeout(BOUND)
+        .unwrap();
     // A `fork` child keeps the manager busy after the pool breaks; it is this program's own
     // child, so the server's death does not end it.
     let child = pool.fork(|| {

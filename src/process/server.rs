@@ -258,10 +258,7 @@ fn spawn() -> Result<Running, BuildError> {
             Ok(())
         });
     }
-    let pid = command
-        .spawn()
-        .map_err(BuildError::ForkServerStart)?
-        .id() as i32;
+    let pid = command.spawn().map_err(BuildError::ForkServerStart)?.id() as i32;
     drop((theirs, program));
     // A pidfd of a child we have not reaped names that child, whatever happens to it.
     let pidfd = sys::pidfd_open(pid);
