@@ -109,6 +109,14 @@ const WORKER_STACK: usize = 8 << 20;
 
 /// Why [`MpiPool::init`] failed. Every rank of the job gets the same error, so a program
 /// that returns it from `main` ends on every rank.
+///
+/// Not a [`BuildError`](crate::BuildError), which every other pool's `new` and `build` return:
+/// `init` does more than make a pool in this process. It initializes MPI, once per process,
+/// and the ranks of the whole job agree on a verdict, so most of its failures are about the
+/// job (MPI already initialized, one rank only, ranks running different executables, no thread
+/// support) and come out the same on every rank; none of them can happen to a pool of threads
+/// or forked workers, and none of `BuildError`'s process variants (fork server, pipes) can
+/// happen here.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum InitError {
