@@ -110,7 +110,7 @@ fn throughput(c: &mut Criterion, pool: &CpuPool) {
 }
 
 fn main() {
-    let pool = CpuPool::new(2);
+    let pool = CpuPool::new(2).unwrap();
     memory(&pool);
     let mut criterion = Criterion::default().configure_from_args();
     throughput(&mut criterion, &pool);

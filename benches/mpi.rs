@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::process::Command;
 use std::time::Duration;
 
-use concurrent_futures::MpiPool;
+use concurrent_futures::{FnExecutor, MpiPool};
 use criterion::{Criterion, Throughput};
 use mpi::traits::{Communicator, Destination, Source};
 
@@ -44,14 +44,14 @@ fn pool_job() {
     let mut c = criterion();
     let mut group = c.benchmark_group("mpi/round_trip");
     group.bench_function("pool", |b| {
-        b.iter(|| pool.submit(trivial, black_box(7)).into_result().unwrap())
+        b.iter(|| pool.submit_fn(trivial, black_box(7)).into_result().unwrap())
     });
     group.finish();
     let mut group = c.benchmark_group("mpi/pipelined_10k");
     group.throughput(Throughput::Elements(TASKS));
     group.bench_function("pool", |b| {
         b.iter(|| {
-            let futures: Vec<_> = (0..TASKS).map(|i| pool.submit(trivial, i)).collect();
+            let futures: Vec<_> = (0..TASKS).map(|i| pool.submit_fn(trivial, i)).collect();
             futures
                 .into_iter()
                 .map(|f| f.into_result().unwrap())

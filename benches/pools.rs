@@ -58,11 +58,11 @@ fn batch_over_channel(spawn: impl Fn(u64, Sender<u64>)) -> u64 {
 fn round_trip(c: &mut Criterion) {
     let mut group = c.benchmark_group("round_trip");
 
-    let pool = CpuPool::new(WORKERS);
+    let pool = CpuPool::new(WORKERS).unwrap();
     group.bench_function("CpuPool", |b| b.iter(|| one_task(&pool)));
     drop(pool);
 
-    let pool = IoPool::new(WORKERS);
+    let pool = IoPool::new(WORKERS).unwrap();
     group.bench_function("IoPool", |b| b.iter(|| one_task(&pool)));
     drop(pool);
 
@@ -102,11 +102,11 @@ fn gather(c: &mut Criterion) {
     let mut group = c.benchmark_group("gather");
     group.throughput(Throughput::Elements(BATCH));
 
-    let pool = CpuPool::new(WORKERS);
+    let pool = CpuPool::new(WORKERS).unwrap();
     group.bench_function("CpuPool", |b| b.iter(|| batch(&pool)));
     drop(pool);
 
-    let pool = IoPool::new(WORKERS);
+    let pool = IoPool::new(WORKERS).unwrap();
     group.bench_function("IoPool", |b| b.iter(|| batch(&pool)));
     drop(pool);
 

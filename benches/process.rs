@@ -71,7 +71,7 @@ fn peak_memory_of_a_large_argument() {
     const PAYLOAD: usize = 64 << 20;
     const MB: f64 = (1 << 20) as f64;
     let pool = ProcessPool::new(2).unwrap();
-    assert_eq!(pool.submit(length, Vec::new()).into_result(), Ok(0));
+    assert_eq!(pool.submit_fn(length, Vec::new()).into_result(), Ok(0));
     let before = status_bytes("VmRSS");
     let arg = vec![1_u8; PAYLOAD];
     // Resets VmHWM to the current RSS (Linux 4.0 and later).
@@ -80,10 +80,10 @@ fn peak_memory_of_a_large_argument() {
         return;
     }
     let base = status_bytes("VmRSS");
-    assert_eq!(pool.submit(length, arg).into_result(), Ok(PAYLOAD));
+    assert_eq!(pool.submit_fn(length, arg).into_result(), Ok(PAYLOAD));
     let peak = status_bytes("VmHWM");
     for x in 0..2000 {
-        assert_eq!(pool.submit(trivial, x).into_result(), Ok(trivial(x)));
+        assert_eq!(pool.submit_fn(trivial, x).into_result(), Ok(trivial(x)));
     }
     let after = status_bytes("VmRSS");
     println!(
@@ -96,7 +96,7 @@ fn peak_memory_of_a_large_argument() {
     // coexist while it is decoded, so about 2x is the floor there.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let base = status_bytes("VmRSS");
-    let result = pool.submit(bytes, PAYLOAD).into_result().unwrap();
+    let result = pool.submit_fn(bytes, PAYLOAD).into_result().unwrap();
     let peak = status_bytes("VmHWM");
     assert_eq!(result.len(), PAYLOAD);
     println!(
@@ -110,7 +110,7 @@ fn round_trip(c: &mut Criterion) {
     let mut group = c.benchmark_group("process/round_trip");
     group.measurement_time(Duration::from_secs(3));
     group.bench_function("submit_one_then_result", |b| {
-        b.iter(|| pool.submit(trivial, black_box(7)).into_result().unwrap())
+        b.iter(|| pool.submit_fn(trivial, black_box(7)).into_result().unwrap())
     });
     group.bench_function("fork_closure", |b| {
         let captured = black_box(7_u64);
@@ -133,7 +133,7 @@ fn submit_then_gather(c: &mut Criterion) {
             .unwrap();
         group.bench_with_input(BenchmarkId::new("depth", depth), &depth, |b, _| {
             b.iter(|| {
-                let futures: Vec<_> = (0..TASKS).map(|x| pool.submit(trivial, x)).collect();
+                let futures: Vec<_> = (0..TASKS).map(|x| pool.submit_fn(trivial, x)).collect();
                 futures
                     .into_iter()
                     .map(|f| f.into_result().unwrap())
@@ -179,7 +179,9 @@ fn cpu_bound(c: &mut Criterion) {
     });
     group.bench_function("pool_of_2", |b| {
         b.iter(|| {
-            let futures: Vec<_> = (0..TASKS).map(|_| pool.submit(burn, iterations)).collect();
+            let futures: Vec<_> = (0..TASKS)
+                .map(|_| pool.submit_fn(burn, iterations))
+                .collect();
             futures
                 .into_iter()
                 .map(|f| f.into_result().unwrap())

@@ -430,8 +430,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let json = std::env::args().any(|a| a == "--json");
     QUICK.store(std::env::args().any(|a| a == "--quick"), Ordering::Relaxed);
     let spin_iterations = size(spin_iterations_for_10ms());
-    let cpu2 = CpuPool::new(2);
-    let io2 = IoPool::new(2);
+    let cpu2 = CpuPool::new(2)?;
+    let io2 = IoPool::new(2)?;
     let process2 = ProcessPool::new(2)?;
     let rayon50 = rayon::ThreadPoolBuilder::new().num_threads(50).build()?;
     let mut cells = Vec::new();
@@ -449,7 +449,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // "With 50 workers" for the I/O workload, for every backend that has workers.
         let fifty;
         let (cpu, io, process) = if workload.name.starts_with("io") {
-            fifty = (CpuPool::new(50), IoPool::new(50), ProcessPool::new(50)?);
+            fifty = (CpuPool::new(50)?, IoPool::new(50)?, ProcessPool::new(50)?);
             (&fifty.0, &fifty.1, &fifty.2)
         } else {
             (&cpu2, &io2, &process2)

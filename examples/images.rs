@@ -18,6 +18,7 @@
 //! The three backends run the same plain function through [`FnExecutor::map_fn`]: a function
 //! pointer and serializable arguments (here, paths) are all that a worker process can be
 //! sent, and every thread executor takes them too, so one helper measures every backend.
+//! The `ProcessPool` run is Linux only, as the pool; elsewhere the example runs the other two.
 
 use std::error::Error;
 use std::fs;
@@ -27,7 +28,9 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use concurrent_futures::{CpuPool, FnExecutor, InlineExecutor, ParMapExt, ProcessPool};
+#[cfg(target_os = "linux")]
+use concurrent_futures::ProcessPool;
+use concurrent_futures::{CpuPool, FnExecutor, InlineExecutor, ParMapExt};
 use image::{Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 
@@ -95,11 +98,13 @@ impl Run {
 
 fn main() -> Result<(), Box<dyn Error>> {
     // Workers are forked from a server started now, while this program runs no other thread.
+    #[cfg(target_os = "linux")]
     concurrent_futures::process::init()?;
 
     let workers = thread::available_parallelism().map_or(2, NonZero::get);
-    let cpu = CpuPool::new(workers);
+    let cpu = CpuPool::new(workers)?;
     // Made before the timing starts: forking the workers is not part of any image's cost.
+    #[cfg(target_os = "linux")]
     let processes = ProcessPool::new(workers)?;
 
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -152,6 +157,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             passes,
         )?,
         thumbnails_on(&cpu, "CpuPool", &sources, &output, passes)?,
+        #[cfg(target_os = "linux")]
         thumbnails_on(&processes, "ProcessPool", &sources, &output, passes)?,
     ];
     report(&runs);

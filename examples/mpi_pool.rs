@@ -80,7 +80,7 @@ fn main() -> Result<(), Box<dyn StdError>> {
 
     // Where the work runs: other processes than this one, every worker rank among them.
     let batch: Vec<_> = (0..4 * pool.max_workers() as u32)
-        .map(|i| pool.submit(whereabouts, i))
+        .map(|i| pool.submit_fn(whereabouts, i))
         .collect();
     let done = wait(&batch, None, ReturnWhen::AllCompleted);
     assert!(done.not_done.is_empty());
@@ -121,7 +121,7 @@ fn main() -> Result<(), Box<dyn StdError>> {
             .iter()
             .eq((0..items).map(trivial).collect::<Vec<_>>().iter())
     );
-    let futures: Vec<_> = (0..100).map(|x| pool.submit(trivial, x)).collect();
+    let futures: Vec<_> = (0..100).map(|x| pool.submit_fn(trivial, x)).collect();
     let total: u64 = as_completed(futures, None)
         .map(|future| future.and_then(|f| f.result().copied()))
         .sum::<Result<_, Error>>()?;
@@ -139,7 +139,7 @@ fn main() -> Result<(), Box<dyn StdError>> {
     );
     let round_trip = median(reps, || {
         for i in 0..round_trips {
-            assert_eq!(pool.submit(trivial, i).into_result(), Ok(trivial(i)));
+            assert_eq!(pool.submit_fn(trivial, i).into_result(), Ok(trivial(i)));
         }
     });
     let plain = median(reps, || {
@@ -150,7 +150,7 @@ fn main() -> Result<(), Box<dyn StdError>> {
     row("round trip", round_trips, round_trip, plain);
 
     let gathered = median(reps, || {
-        let futures: Vec<_> = (0..gather).map(|i| pool.submit(trivial, i)).collect();
+        let futures: Vec<_> = (0..gather).map(|i| pool.submit_fn(trivial, i)).collect();
         for (i, future) in (0..gather).zip(futures) {
             assert_eq!(future.into_result(), Ok(trivial(i)));
         }

@@ -43,10 +43,13 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
+// The process pool is Linux only; elsewhere the soak builds and drives the thread pools alone.
+#[cfg(target_os = "linux")]
+use concurrent_futures::ProcessPool;
+#[cfg(target_os = "linux")]
 use concurrent_futures::process::{self, OnWorkerDeath};
 use concurrent_futures::{
-    CpuPool, Error, Executor, FnExecutor, Future, IoPool, ProcessPool, ReturnWhen, as_completed,
-    wait,
+    CpuPool, Error, Executor, FnExecutor, Future, IoPool, ReturnWhen, as_completed, wait,
 };
 
 /// A future not done this long after the round started settling it is lost. Far above any
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
             default_hook(info);
         }
     }));
+    #[cfg(target_os = "linux")]
     if let Err(error) = process::init() {
         eprintln!("soak: could not start the fork server: {error}");
         return ExitCode::from(2);
@@ -207,6 +211,7 @@ fn run_drivers(options: &Options, tally: &Arc<Tally>, deadline: Instant, phase: 
     let drivers = [
         ("cpu", Driver::cpu_rounds as fn(&mut Driver)),
         ("io", Driver::io_rounds),
+        #[cfg(target_os = "linux")]
         ("process", Driver::process_rounds),
     ];
     let kinds = ProcessKinds {
@@ -556,12 +561,12 @@ impl Driver {
     }
 
     fn cpu_rounds(&mut self) {
-        let helper = IoPool::new(2);
+        let helper = IoPool::new(2).expect("a pool of 1 to 8 threads");
         let mut pool: Option<CpuPool> = None;
         self.rounds(|d| {
             let cpu = pool.get_or_insert_with(|| {
                 d.tally.pools_built.fetch_add(1, Ordering::SeqCst);
-                CpuPool::new(d.rng.range(1..4) as usize)
+                CpuPool::new(d.rng.range(1..4) as usize).expect("a pool of 1 to 8 threads")
             });
             d.executor_round(cpu, 0, Some(&helper));
             if d.rng.percent(5) {
@@ -579,7 +584,7 @@ impl Driver {
         self.rounds(|d| {
             let io = pool.get_or_insert_with(|| {
                 d.tally.pools_built.fetch_add(1, Ordering::SeqCst);
-                IoPool::new(d.rng.range(1..9) as usize)
+                IoPool::new(d.rng.range(1..9) as usize).expect("a pool of 1 to 8 threads")
             });
             d.executor_round(io, 2000, None);
             d.map_round(io, 500);
@@ -761,7 +766,11 @@ impl Driver {
         self.tally
             .settle_all(pending, "a task pending when its pool was dropped");
     }
+}
 
+/// The process pool's driver: Linux only, as the pool.
+#[cfg(target_os = "linux")]
+impl Driver {
     fn process_rounds(&mut self) {
         // The pool, and whether it has a task timeout (half of them do not, so that a child
         // that never completes is lost rather than timed out).
@@ -822,7 +831,7 @@ impl Driver {
                 Fault::Kill => Expect::error(Kind::WorkerDied),
                 Fault::Outrun => Expect::error(Kind::TaskTimeout),
             };
-            let future = pool.submit(process_task, (x, fault));
+            let future = pool.submit_fn(process_task, (x, fault));
             self.tally.submitted.fetch_add(1, Ordering::SeqCst);
             let expect = if self.rng.percent(10) {
                 future.cancel();
@@ -907,7 +916,7 @@ impl Driver {
             .map(|x| {
                 self.tally.submitted.fetch_add(1, Ordering::SeqCst);
                 (
-                    pool.submit(process_task, (x, Fault::None)),
+                    pool.submit_fn(process_task, (x, Fault::None)),
                     Expect::value(cpu_task(x, false))
                         .or(Kind::Cancelled)
                         .or(Kind::WorkerDied),
@@ -927,6 +936,7 @@ impl Driver {
 }
 
 /// What a process task does besides its work.
+#[cfg(target_os = "linux")]
 #[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 enum Fault {
     None,
@@ -937,6 +947,7 @@ enum Fault {
     Outrun,
 }
 
+#[cfg(target_os = "linux")]
 fn process_task((x, fault): (u64, Fault)) -> u64 {
     match fault {
         Fault::None => {}
@@ -950,6 +961,7 @@ fn process_task((x, fault): (u64, Fault)) -> u64 {
     cpu_task(x, false)
 }
 
+#[cfg(target_os = "linux")]
 fn plain_task(x: u64) -> u64 {
     cpu_task(x, false)
 }

@@ -14,7 +14,7 @@ use concurrent_futures::{Executor, Future, IoPool, ReturnWhen, as_completed, wai
 
 fn main() -> Result<(), Box<dyn Error>> {
     // Enough threads that every task of a scene runs at once.
-    let pool = IoPool::new(8);
+    let pool = IoPool::new(8)?;
     let submit = |millis: &[u64]| -> Vec<Future<u64>> {
         millis
             .iter()

@@ -90,15 +90,12 @@ static POOLS: AtomicUsize = AtomicUsize::new(0);
 impl CpuPool {
     /// A pool of its own with `threads` threads.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If `threads` is 0 or the threads cannot be started; [`builder`](Self::builder) returns
-    /// those as errors instead.
-    pub fn new(threads: usize) -> Self {
-        match Self::builder().num_threads(threads).build() {
-            Ok(pool) => pool,
-            Err(error) => panic!("CpuPool::new({threads}): {error}"),
-        }
+    /// As [`CpuPoolBuilder::build`]: [`BuildError::Zero`] when `threads` is 0,
+    /// [`BuildError::ThreadSpawn`] when the operating system refuses a thread.
+    pub fn new(threads: usize) -> Result<Self, BuildError> {
+        Self::builder().num_threads(threads).build()
     }
 
     /// An executor on rayon's global pool, shared with `par_iter` and `rayon::spawn`.
@@ -252,12 +249,16 @@ impl CpuPoolBuilder {
     ///
     /// # Errors
     ///
-    /// [`BuildError::ZeroWorkers`] when asked for zero threads, [`BuildError::Spawn`] when the
-    /// operating system refuses a thread.
+    /// [`BuildError::Zero`] (`num_threads`) when asked for zero threads,
+    /// [`BuildError::ThreadSpawn`] when the operating system refuses a thread.
     pub fn build(self) -> Result<CpuPool, BuildError> {
         let mut builder = rayon::ThreadPoolBuilder::new();
         match self.num_threads {
-            Some(0) => return Err(BuildError::ZeroWorkers),
+            Some(0) => {
+                return Err(BuildError::Zero {
+                    option: "num_threads",
+                });
+            }
             Some(threads) => builder = builder.num_threads(threads),
             None => {}
         }
@@ -311,7 +312,7 @@ impl CpuPoolBuilder {
                 let source = lock(&spawn_error)
                     .take()
                     .unwrap_or_else(|| io::Error::other(error.to_string()));
-                Err(BuildError::Spawn(source))
+                Err(BuildError::ThreadSpawn(source))
             }
         }
     }

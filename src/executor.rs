@@ -23,6 +23,11 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Payload for T {}
 /// Runs closures and hands back [`Future`]s: the thread backends (`CpuPool`, `IoPool`) and
 /// [`InlineExecutor`].
 ///
+/// `submit` and `map` take closures on every backend that has them. A pool of other processes
+/// (`ProcessPool`, `MpiPool`) cannot be sent a closure, so it does not implement this trait:
+/// it runs a plain function on a serializable argument through [`FnExecutor`]'s `submit_fn`
+/// and `map_fn`, and a `ProcessPool` runs a closure through `fork`, in a fresh child.
+///
 /// # The shutdown contract
 ///
 /// After [`shutdown`](Executor::shutdown), [`submit`](Executor::submit) still returns a future,
@@ -30,6 +35,13 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Payload for T {}
 /// every task not yet started is cancelled; with `wait` the call returns once every task that
 /// was not cancelled has run. Calling it again is harmless. Dropping an executor that owns its
 /// workers shuts it down with `wait = true`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not run closures: it is not an `Executor`",
+    label = "an executor of closures is needed here",
+    note = "a ProcessPool or MpiPool runs plain functions: use `submit_fn` / `map_fn` (trait \
+            `FnExecutor`) with a `fn` and a serializable argument, or `ProcessPool::fork` for a \
+            closure"
+)]
 pub trait Executor {
     /// Schedules `f` and returns the future of its result. A panic in `f` becomes
     /// [`Error::Panicked`](crate::Error::Panicked) in that future and harms nothing else.
@@ -103,6 +115,12 @@ where
 /// Runs a plain function on a serializable argument: the interface every backend has,
 /// processes included, since a function pointer and bytes are all a worker process can be
 /// sent. Every [`Executor`] is one.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an executor: it does not implement `FnExecutor`",
+    label = "an executor of plain functions is needed here",
+    note = "every `Executor` (CpuPool, IoPool, InlineExecutor) is an `FnExecutor`, and so are \
+            ProcessPool and MpiPool"
+)]
 pub trait FnExecutor {
     /// Schedules `f(arg)` and returns the future of its result.
     fn submit_fn<A, R>(&self, f: fn(A) -> R, arg: A) -> Future<R>

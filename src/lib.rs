@@ -10,8 +10,8 @@
 //! ```
 //! use concurrent_futures::{CpuPool, Error, Executor};
 //!
-//! # fn main() -> Result<(), Error> {
-//! let pool = CpuPool::new(2);
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = CpuPool::new(2)?;
 //! let answer = pool.submit(|| (1..=10_u64).product::<u64>());
 //! // ... do something else meanwhile ...
 //! assert_eq!(*answer.result()?, 3_628_800);
@@ -30,13 +30,16 @@
 //! use concurrent_futures::{Error, Executor, IoPool};
 //! use std::time::Duration;
 //!
-//! let pool = IoPool::new(4);
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = IoPool::new(4)?;
 //! let failed = pool.submit(|| -> u32 { panic!("no luck") });
 //! assert_eq!(failed.result(), Err(Error::Panicked { message: "no luck".into() }));
 //! let slow = pool.submit(|| std::thread::sleep(Duration::from_millis(200)));
 //! assert_eq!(slow.result_timeout(Duration::ZERO), Err(Error::Timeout)); // it goes on
 //! pool.shutdown(true, false);
 //! assert_eq!(pool.submit(|| 1).result(), Err(Error::Shutdown));
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! # Parallel maps
@@ -52,8 +55,8 @@
 //! use concurrent_futures::{CpuPool, Error, ParMapExt};
 //! use std::time::Duration;
 //!
-//! # fn main() -> Result<(), Error> {
-//! let pool = CpuPool::new(2);
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = CpuPool::new(2)?;
 //! let lengths: Vec<usize> = ["a", "bb", "ccc"]
 //!     .into_iter()
 //!     .par_map(&pool, str::len)
@@ -77,8 +80,8 @@
 //! use concurrent_futures::{Error, Executor, IoPool, ReturnWhen, as_completed, wait};
 //! use std::time::Duration;
 //!
-//! # fn main() -> Result<(), Error> {
-//! let pool = IoPool::new(4);
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = IoPool::new(4)?;
 //! let futures: Vec<_> = (1..=4_u64).map(|n| pool.submit(move || n * n)).collect();
 //! let split = wait(&futures, None, ReturnWhen::AllCompleted);
 //! assert_eq!((split.done.len(), split.not_done.len()), (4, 0));
@@ -101,7 +104,8 @@
 //! ```
 //! use concurrent_futures::{Error, Executor, IoPool};
 //!
-//! let pool = IoPool::new(1);
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = IoPool::new(1)?;
 //! let (release, blocker) = std::sync::mpsc::channel::<()>();
 //! let busy = pool.submit(move || blocker.recv().is_ok()); // holds the only worker
 //! let queued = pool.submit(|| "never runs");
@@ -109,6 +113,8 @@
 //! assert_eq!(queued.result(), Err(Error::Cancelled));
 //! drop(release);
 //! assert_eq!(busy.result(), Ok(&false));
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! # Choosing a backend
@@ -117,13 +123,22 @@
 //! | --- | --- | --- |
 //! | CPU-bound closures | [`CpuPool`] | rayon's work-stealing threads; a task may wait on another task of its pool without a deadlock |
 //! | blocking I/O: files, sockets, sleeps, subprocesses | [`IoPool`] | plain threads, started on demand up to `max_workers` (default `min(32, cores + 4)`), retired when idle |
-//! | isolation: code that may crash, leak or must not share a heap | [`ProcessPool`] | pre-forked worker processes; a segfault fails one future, a new worker takes over |
+//! | isolation: code that may crash, leak or must not share a heap | [`ProcessPool`] (Linux) | pre-forked worker processes; a segfault fails one future, a new worker takes over |
 //! | tests, debugging | [`InlineExecutor`] | runs each task in the caller's thread |
 //!
-//! `cargo run --release --example compare` measures them side by side on your machine. All of
-//! them implement [`FnExecutor`] (a plain function on a serializable argument), so code
-//! written against it runs on any backend; the thread pools also implement [`Executor`]
-//! (closures).
+//! `cargo run --release --example compare` measures them side by side on your machine.
+//!
+//! One name per meaning on every backend: `submit` and `map` take a closure ([`Executor`]: the
+//! thread pools and [`InlineExecutor`]); `submit_fn` and `map_fn` take a plain function and a
+//! serializable argument ([`FnExecutor`]: every backend, processes included), so code written
+//! against `FnExecutor` runs anywhere. A [`ProcessPool`] runs a closure only through
+//! `fork`, one fresh child per call.
+//!
+//! Every pool's `new` and `build` return `Result<_, BuildError>`: zero workers is an error
+//! ([`BuildError::Zero`]), as it is CPython's `ValueError`, not a panic.
+//!
+//! The thread pools and everything else run wherever std does; [`ProcessPool`] and `MpiPool`
+//! are Linux only (fork server, pidfds, signalfd) and are not compiled elsewhere.
 //!
 //! # Processes
 //!
@@ -133,6 +148,7 @@
 //! Workers that die are replaced; the task they held fails with [`Error::WorkerDied`].
 //!
 //! ```
+//! # #[cfg(target_os = "linux")]
 //! use concurrent_futures::{Error, FnExecutor, ProcessPool};
 //!
 //! fn collatz_steps(mut n: u64) -> u32 {
@@ -148,15 +164,18 @@
 //!     std::process::abort()
 //! }
 //!
+//! # #[cfg(target_os = "linux")]
 //! fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let pool = ProcessPool::new(2)?;
-//!     assert_eq!(pool.submit(collatz_steps, 27).into_result()?, 111);
+//!     assert_eq!(pool.submit_fn(collatz_steps, 27).into_result()?, 111);
 //!     let steps: Vec<u32> = pool.map_fn(collatz_steps, 1..=5).collect::<Result<_, _>>()?;
 //!     assert_eq!(steps, [0, 1, 7, 2, 5]);
-//!     assert!(matches!(pool.submit(crash, ()).into_result(), Err(Error::WorkerDied { .. })));
-//!     assert_eq!(pool.submit(collatz_steps, 6).into_result()?, 8); // a new worker took over
+//!     assert!(matches!(pool.submit_fn(crash, ()).into_result(), Err(Error::WorkerDied { .. })));
+//!     assert_eq!(pool.submit_fn(collatz_steps, 6).into_result()?, 8); // a new worker took over
 //!     Ok(())
 //! }
+//! # #[cfg(not(target_os = "linux"))]
+//! # fn main() {}
 //! ```
 //!
 //! # Async
@@ -187,8 +206,8 @@
 //! #     }
 //! # }
 //!
-//! # fn main() -> Result<(), Error> {
-//! let pool = CpuPool::new(2);
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = CpuPool::new(2)?;
 //! assert_eq!(block_on(sum_on(&pool))?, 20_100);
 //! # Ok(())
 //! # }
@@ -249,11 +268,13 @@ mod cpu;
 mod io;
 #[cfg(not(loom))]
 mod job;
-#[cfg(all(feature = "mpi", not(loom)))]
+// The pools of other processes are Linux only (fork server, pidfds, signalfd, `prctl`, the
+// executable's program headers); everything above them is portable.
+#[cfg(all(feature = "mpi", target_os = "linux", not(loom)))]
 pub mod mpi;
-#[cfg(not(loom))]
+#[cfg(all(target_os = "linux", not(loom)))]
 pub mod process;
-#[cfg(not(loom))]
+#[cfg(all(target_os = "linux", not(loom)))]
 mod remote;
 
 #[cfg(not(loom))]
@@ -266,9 +287,9 @@ pub use future::{Awaiting, Future, Promise, State};
 #[cfg(not(loom))]
 pub use io::{IoPool, IoPoolBuilder};
 pub use map::{Chunk, Map, MapUnordered, ParMapExt, TARGET_CHUNK_TIME};
-#[cfg(all(feature = "mpi", not(loom)))]
+#[cfg(all(feature = "mpi", target_os = "linux", not(loom)))]
 pub use mpi::MpiPool;
-#[cfg(not(loom))]
+#[cfg(all(target_os = "linux", not(loom)))]
 pub use process::ProcessPool;
 #[cfg(feature = "progress")]
 pub use progress::Progress;

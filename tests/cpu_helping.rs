@@ -59,7 +59,7 @@ fn thousands_of_tasks_waiting_on_one_outside_promise_do_not_overflow_the_stack()
     ) {
         return;
     }
-    let pool = CpuPool::new(1);
+    let pool = CpuPool::new(1).unwrap();
     let (promise, future) = Promise::<u32>::new();
     let tasks: Vec<_> = (0..4_000_u32)
         .map(|i| {
@@ -94,7 +94,7 @@ fn thread_cpu_time() -> Duration {
 #[cfg(unix)]
 #[test]
 fn a_task_blocked_on_an_outside_future_uses_no_cpu() {
-    let pool = CpuPool::new(1);
+    let pool = CpuPool::new(1).unwrap();
     let (promise, future) = Promise::<u8>::new();
     let blocked = pool.submit(move || {
         let before = thread_cpu_time();
@@ -116,7 +116,7 @@ fn a_task_blocked_on_an_outside_future_uses_no_cpu() {
 /// runs it, although what it waits for is still pending.
 #[test]
 fn a_blocked_task_runs_a_task_submitted_while_it_sleeps() {
-    let pool = CpuPool::new(1);
+    let pool = CpuPool::new(1).unwrap();
     let (promise, future) = Promise::<u8>::new();
     let (started, has_started) = mpsc::channel();
     let blocked = pool.submit(move || {

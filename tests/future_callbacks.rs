@@ -33,7 +33,7 @@ fn into_result_inside_its_own_done_callback_answers_invalid_state_at_once() {
 /// the same way, and the pool goes on running tasks.
 #[test]
 fn into_result_inside_its_own_done_callback_on_a_pool_thread() {
-    let pool = CpuPool::new(1);
+    let pool = CpuPool::new(1).unwrap();
     let (release, gate) = mpsc::channel::<()>();
     let (report, reported) = mpsc::channel();
     let failing = pool.submit(move || -> u32 {

@@ -379,7 +379,7 @@ fn adaptive_chunking_keeps_order_and_errors_per_item() {
 #[test]
 fn map_timeout_cancels_the_waited_future_and_the_rest() {
     use concurrent_futures::IoPool;
-    let pool = IoPool::new(1);
+    let pool = IoPool::new(1).unwrap();
     let (release, released) = std::sync::mpsc::channel::<()>();
     let busy = pool.submit(move || released.recv_timeout(LONG).is_ok());
     let ran = Arc::new(AtomicUsize::new(0));
@@ -399,7 +399,7 @@ fn map_timeout_cancels_the_waited_future_and_the_rest() {
 #[test]
 fn nested_par_map_on_a_one_thread_cpu_pool_finishes() {
     use concurrent_futures::CpuPool;
-    let pool = Arc::new(CpuPool::new(1));
+    let pool = Arc::new(CpuPool::new(1).unwrap());
     let inner = pool.clone();
     let sums: Vec<u64> = (0..4_u64)
         .par_map(&*pool, move |row| {
@@ -416,7 +416,7 @@ fn nested_par_map_on_a_one_thread_cpu_pool_finishes() {
 #[test]
 fn shutting_the_pool_down_mid_map_fails_the_rest_and_loses_nothing() {
     use concurrent_futures::CpuPool;
-    let pool = CpuPool::new(2);
+    let pool = CpuPool::new(2).unwrap();
     let mut iter = pool.map(|x: u32| x, 0..1000).chunksize(10).buffersize(2);
     let mut results: Vec<_> = iter.by_ref().take(5).collect();
     pool.shutdown(true, false);

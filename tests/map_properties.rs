@@ -119,8 +119,8 @@ impl Backend {
 fn with_executor<R>(backend: Backend, check: impl FnOnce(&dyn ErasedMap) -> R) -> R {
     quiet_intended_panics();
     match backend {
-        Backend::Cpu(workers) => check(&CpuPool::new(workers)),
-        Backend::Io(workers) => check(&IoPool::new(workers)),
+        Backend::Cpu(workers) => check(&CpuPool::new(workers).unwrap()),
+        Backend::Io(workers) => check(&IoPool::new(workers).unwrap()),
         Backend::Inline => check(&InlineExecutor::new()),
         Backend::ThreadPerTask => check(&ThreadPerTask::default()),
     }

@@ -76,7 +76,7 @@ fn results_order_and_errors() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(pool.max_workers(), 2);
     let me = std::process::id();
     let pids: Vec<u32> = (0..8)
-        .map(|_| pool.submit(pid, ()))
+        .map(|_| pool.submit_fn(pid, ()))
         .collect::<Vec<_>>()
         .into_iter()
         .map(|f| f.into_result())
@@ -110,7 +110,7 @@ fn results_order_and_errors() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(unordered, (0..1000).map(double).collect::<Vec<_>>());
 
     // A single task's panic names the rank; the pool goes on.
-    match pool.submit(panics_on_odd, 3).into_result() {
+    match pool.submit_fn(panics_on_odd, 3).into_result() {
         Err(Error::Panicked { message }) => {
             assert!(message.starts_with("odd input 3 [on rank "), "{message}");
         }
@@ -118,17 +118,17 @@ fn results_order_and_errors() -> Result<(), Box<dyn std::error::Error>> {
     }
     // Serialization fails the future alone, on either side.
     assert!(matches!(
-        pool.submit(takes_unsendable, Unsendable).into_result(),
+        pool.submit_fn(takes_unsendable, Unsendable).into_result(),
         Err(Error::Serialization { .. })
     ));
     assert!(matches!(
-        pool.submit(returns_unsendable, ()).into_result(),
+        pool.submit_fn(returns_unsendable, ()).into_result(),
         Err(Error::Serialization { .. })
     ));
-    assert_eq!(pool.submit(double, 21).into_result(), Ok(42));
+    assert_eq!(pool.submit_fn(double, 21).into_result(), Ok(42));
 
     // wait and as_completed see every future once.
-    let futures: Vec<_> = (0..50).map(|x| pool.submit(double, x)).collect();
+    let futures: Vec<_> = (0..50).map(|x| pool.submit_fn(double, x)).collect();
     let done = wait(&futures, Some(BOUND), ReturnWhen::AllCompleted);
     assert_eq!((done.done.len(), done.not_done.len()), (50, 0));
     drop(done);
@@ -144,14 +144,17 @@ fn results_order_and_errors() -> Result<(), Box<dyn std::error::Error>> {
 fn shutdown_cancels_what_was_not_sent() -> Result<(), Box<dyn std::error::Error>> {
     let pool = MpiPool::builder().pipeline_depth(1).init()?;
     // Two ranks, one task each in flight: the first two start, the rest stay queued.
-    let futures: Vec<_> = (0..10).map(|_| pool.submit(sleep_ms, 300)).collect();
+    let futures: Vec<_> = (0..10).map(|_| pool.submit_fn(sleep_ms, 300)).collect();
     let started = Instant::now();
     while futures.iter().filter(|f| f.running()).count() < 2 {
         assert!(started.elapsed() < BOUND, "the first tasks never started");
         thread::sleep(Duration::from_millis(5));
     }
     pool.shutdown(false, true);
-    assert_eq!(pool.submit(double, 1).into_result(), Err(Error::Shutdown));
+    assert_eq!(
+        pool.submit_fn(double, 1).into_result(),
+        Err(Error::Shutdown)
+    );
     let states: Vec<State> = futures
         .iter()
         .map(|f| {
@@ -173,7 +176,7 @@ fn shutdown_cancels_what_was_not_sent() -> Result<(), Box<dyn std::error::Error>
 
 fn a_second_init_is_refused() -> Result<(), Box<dyn std::error::Error>> {
     let pool = MpiPool::init()?;
-    assert_eq!(pool.submit(double, 2).into_result(), Ok(4));
+    assert_eq!(pool.submit_fn(double, 2).into_result(), Ok(4));
     drop(pool);
     match MpiPool::init() {
         Err(InitError::AlreadyInitialized) => {}
@@ -185,7 +188,7 @@ fn a_second_init_is_refused() -> Result<(), Box<dyn std::error::Error>> {
 
 fn a_rank_dies() -> Result<(), Box<dyn std::error::Error>> {
     let pool = MpiPool::init()?;
-    let outcome = pool.submit(dies, ()).into_result();
+    let outcome = pool.submit_fn(dies, ()).into_result();
     // Never reached: the job ends while this waits.
     println!("a result came back after a rank died: {outcome:?}");
     Ok(())

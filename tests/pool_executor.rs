@@ -324,5 +324,5 @@ macro_rules! for_pool {
     };
 }
 
-for_pool!(cpu, CpuPool::new);
-for_pool!(io, IoPool::new);
+for_pool!(cpu, |n| CpuPool::new(n).unwrap());
+for_pool!(io, |n| IoPool::new(n).unwrap());

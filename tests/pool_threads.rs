@@ -55,27 +55,27 @@ fn run_together<E: Executor>(pool: &E, n: usize, expected: usize) {
 fn pools_start_the_threads_they_should_and_leave_none_behind() {
     let before = threads();
 
-    let cpu = CpuPool::new(3);
+    let cpu = CpuPool::new(3).unwrap();
     assert_eq!(threads(), before + 3);
     run_together(&cpu, 2, before + 3);
     drop(cpu);
     settle_at(before, "dropping a CpuPool joins its threads");
 
     // 65: three blocked tasks start exactly three threads; shutdown joins them.
-    let io = IoPool::new(5);
+    let io = IoPool::new(5).unwrap();
     assert_eq!(threads(), before, "an IoPool starts threads on demand");
     run_together(&io, 3, before + 3);
     io.shutdown(true, false);
     settle_at(before, "shutdown(wait) joins an IoPool's threads");
 
     // 67: dropping the pool.
-    let io = IoPool::new(5);
+    let io = IoPool::new(5).unwrap();
     run_together(&io, 5, before + 5);
     drop(io);
     settle_at(before, "dropping an IoPool joins its threads");
 
     // 68: after shutdown(wait = false) the threads end by themselves.
-    let io = IoPool::new(2);
+    let io = IoPool::new(2).unwrap();
     run_together(&io, 2, before + 2);
     io.shutdown(false, false);
     settle_at(before, "after shutdown without wait");

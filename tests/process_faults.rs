@@ -1,13 +1,14 @@
 //! Every fault of CPython's `test_deadlock.py`, translated, and a few of our own: each one must
 //! end in an error on the right futures, never in a hang. Every wait is bounded by
 //! `process_common::BOUND`; a hang would show as `Err(Timeout)` and fail the assertion.
+#![cfg(target_os = "linux")]
 
 mod process_common;
 
 use std::time::Duration;
 
 use concurrent_futures::process::OnWorkerDeath;
-use concurrent_futures::{Error, Payload, ProcessPool, State};
+use concurrent_futures::{Error, FnExecutor, Payload, ProcessPool, State};
 use process_common::{BOUND, gone};
 use serde::de::Error as _;
 use serde::ser::Error as _;
@@ -140,7 +141,7 @@ fn timed_pool() -> ProcessPool {
 
 /// The worker's pid on a one-worker pool, checking on the way that the pool works.
 fn worker_pid(pool: &ProcessPool) -> u32 {
-    *pool.submit(pid, ()).result_timeout(BOUND).unwrap()
+    *pool.submit_fn(pid, ()).result_timeout(BOUND).unwrap()
 }
 
 /// Runs a task whose argument or result cannot cross, and checks that only its future fails,
@@ -152,7 +153,7 @@ fn serialization_fails_only_its_future<A: Payload, R: Payload + std::fmt::Debug>
 ) {
     let pool = ProcessPool::new(1).unwrap();
     let before = worker_pid(&pool);
-    let message = serialization_message(pool.submit(f, arg).result_timeout(BOUND));
+    let message = serialization_message(pool.submit_fn(f, arg).result_timeout(BOUND));
     assert!(message.contains(expected), "{message}");
     assert_eq!(worker_pid(&pool), before);
 }
@@ -184,7 +185,7 @@ fn result_that_fails_to_deserialize_in_the_parent_fails_only_its_future() {
 fn a_panicking_task_gives_its_message_and_the_worker_goes_on() {
     let pool = ProcessPool::new(1).unwrap();
     let before = worker_pid(&pool);
-    match pool.submit(panics, ()).result_timeout(BOUND) {
+    match pool.submit_fn(panics, ()).result_timeout(BOUND) {
         Err(Error::Panicked { message }) => {
             assert!(message.starts_with("boom in the worker"), "{message}")
         }
@@ -203,12 +204,12 @@ fn exit_abort_and_segfault_fail_their_task_and_a_new_worker_takes_over() {
         (segfaults, "signal 11"),
     ];
     for (crash, expected) in crashes {
-        let (pid, status) = died(pool.submit(crash, ()).result_timeout(BOUND));
+        let (pid, status) = died(pool.submit_fn(crash, ()).result_timeout(BOUND));
         assert!(status.contains(expected), "{status}");
         assert!(pid > 0);
         assert!(gone(pid as u32));
         // Later tasks run, on live workers.
-        let futures: Vec<_> = (0..4).map(|x| pool.submit(double, x)).collect();
+        let futures: Vec<_> = (0..4).map(|x| pool.submit_fn(double, x)).collect();
         for (x, future) in futures.iter().enumerate() {
             assert_eq!(future.result_timeout(BOUND), Ok(&(2 * x as u64)));
         }
@@ -218,14 +219,14 @@ fn exit_abort_and_segfault_fail_their_task_and_a_new_worker_takes_over() {
 #[test]
 fn with_break_pool_a_crash_breaks_every_pending_future_and_later_submits() {
     let pool = breaking_pool();
-    let crash = pool.submit(aborts_later, 100);
-    let pending: Vec<_> = (0..5).map(|x| pool.submit(double, x)).collect();
+    let crash = pool.submit_fn(aborts_later, 100);
+    let pending: Vec<_> = (0..5).map(|x| pool.submit_fn(double, x)).collect();
     let (_, status) = died(crash.result_timeout(BOUND));
     assert!(status.contains("signal 6"), "{status}");
     for future in &pending {
         assert!(is_broken(future.result_timeout(BOUND)), "{future:?}");
     }
-    assert!(is_broken(pool.submit(double, 1).result_timeout(BOUND)));
+    assert!(is_broken(pool.submit_fn(double, 1).result_timeout(BOUND)));
 }
 
 #[test]
@@ -239,7 +240,7 @@ fn an_idle_worker_killed_from_outside_is_replaced() {
     loop {
         // A submit racing with the death report may be sent to the dead worker; it then fails
         // with WorkerDied for that pid, and nothing else is acceptable.
-        match pool.submit(pid, ()).result_timeout(BOUND) {
+        match pool.submit_fn(pid, ()).result_timeout(BOUND) {
             Ok(&new) => {
                 assert_ne!(new, victim);
                 break;
@@ -258,12 +259,12 @@ fn with_break_pool_an_idle_worker_killed_from_outside_breaks_the_pool() {
     // SAFETY: as above.
     unsafe { libc::kill(victim as i32, libc::SIGKILL) };
     wait_until_gone(victim);
-    match pool.submit(double, 1).result_timeout(BOUND) {
+    match pool.submit_fn(double, 1).result_timeout(BOUND) {
         Err(Error::Broken { .. }) => {}
         Err(Error::WorkerDied { pid, .. }) => assert_eq!(pid, victim as i32),
         other => panic!("unexpected {other:?}"),
     }
-    assert!(is_broken(pool.submit(double, 1).result_timeout(BOUND)));
+    assert!(is_broken(pool.submit_fn(double, 1).result_timeout(BOUND)));
 }
 
 fn wait_until_gone(pid: u32) {
@@ -286,10 +287,10 @@ fn a_worker_dying_with_16_mb_in_flight_does_not_deadlock() {
             .on_worker_death(policy)
             .build()
             .unwrap();
-        let crash = pool.submit(aborts_later, 50);
+        let crash = pool.submit_fn(aborts_later, 50);
         // Sent while the worker runs the crash: far more than a pipe holds, so the manager is
         // mid-write when the worker dies.
-        let big = pool.submit(length, vec![7_u8; 16 << 20]);
+        let big = pool.submit_fn(length, vec![7_u8; 16 << 20]);
         died(crash.result_timeout(BOUND));
         match policy {
             // It never started, so it runs on the replacement.
@@ -303,8 +304,8 @@ fn a_worker_dying_with_16_mb_in_flight_does_not_deadlock() {
 fn a_task_past_its_time_limit_is_killed_and_the_pool_goes_on() {
     let pool = timed_pool();
     let before = worker_pid(&pool);
-    let slow = pool.submit(nap, 60_000);
-    let next = pool.submit(double, 21);
+    let slow = pool.submit_fn(nap, 60_000);
+    let next = pool.submit_fn(double, 21);
     assert_eq!(slow.result_timeout(BOUND), Err(Error::TaskTimeout));
     assert_eq!(next.result_timeout(BOUND), Ok(&42));
     assert_ne!(worker_pid(&pool), before);
@@ -319,8 +320,8 @@ fn shutdown_while_a_task_crashes_returns_and_fails_that_task() {
             .on_worker_death(policy)
             .build()
             .unwrap();
-        let crash = pool.submit(aborts_later, 100);
-        let queued: Vec<_> = (0..5).map(|x| pool.submit(double, x)).collect();
+        let crash = pool.submit_fn(aborts_later, 100);
+        let queued: Vec<_> = (0..5).map(|x| pool.submit_fn(double, x)).collect();
         // `shutdown(wait)` has no timeout of its own: bound it from another thread, which a
         // hang leaves behind (detached) while the test fails.
         let pool = std::sync::Arc::new(pool);
@@ -353,9 +354,9 @@ fn max_tasks_per_child_one_with_failing_tasks_settles_everything() {
         .unwrap();
     let futures: Vec<_> = (0..12)
         .map(|i| match i % 3 {
-            0 => pool.submit(|x: u64| x as u8, i),
-            1 => pool.submit(|_: u64| -> u8 { panic!("task panics") }, i),
-            _ => pool.submit(|_: u64| -> u8 { std::process::abort() }, i),
+            0 => pool.submit_fn(|x: u64| x as u8, i),
+            1 => pool.submit_fn(|_: u64| -> u8 { panic!("task panics") }, i),
+            _ => pool.submit_fn(|_: u64| -> u8 { std::process::abort() }, i),
         })
         .collect();
     for (i, future) in futures.iter().enumerate() {
@@ -375,14 +376,14 @@ fn a_failing_initializer_breaks_the_pool() {
     }
     let builder = ProcessPool::builder().max_workers(2);
     let pool = builder.initializer(init).build().unwrap();
-    let future = pool.submit(double, 1);
+    let future = pool.submit_fn(double, 1);
     match future.result_timeout(BOUND) {
         Err(Error::Broken { reason }) => {
             assert!(reason.contains("initializer says no"), "{reason}")
         }
         other => panic!("expected Broken, got {other:?}"),
     }
-    assert!(is_broken(pool.submit(double, 1).result_timeout(BOUND)));
+    assert!(is_broken(pool.submit_fn(double, 1).result_timeout(BOUND)));
 }
 
 #[test]
@@ -390,8 +391,8 @@ fn terminate_and_kill_workers_stop_running_tasks() {
     for (signal, expected) in [(libc::SIGTERM, "signal 15"), (libc::SIGKILL, "signal 9")] {
         let pool = ProcessPool::new(1).unwrap();
         let pid = worker_pid(&pool);
-        let running = pool.submit(nap, 60_000);
-        let queued: Vec<_> = (0..3).map(|_| pool.submit(nap, 60_000)).collect();
+        let running = pool.submit_fn(nap, 60_000);
+        let queued: Vec<_> = (0..3).map(|_| pool.submit_fn(nap, 60_000)).collect();
         while running.state() != State::Running {
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -410,7 +411,10 @@ fn terminate_and_kill_workers_stop_running_tasks() {
                 Err(Error::Cancelled | Error::WorkerDied { .. })
             ));
         }
-        assert_eq!(pool.submit(double, 1).into_result(), Err(Error::Shutdown));
+        assert_eq!(
+            pool.submit_fn(double, 1).into_result(),
+            Err(Error::Shutdown)
+        );
         drop(pool);
         assert!(gone(pid));
     }
@@ -433,9 +437,9 @@ fn terminate_and_kill_workers_on_idle_dead_and_never_started_pools_do_not_hang()
     pool.terminate_workers();
     // Broken.
     let pool = breaking_pool();
-    died(pool.submit(aborts, ()).result_timeout(BOUND));
+    died(pool.submit_fn(aborts, ()).result_timeout(BOUND));
     pool.kill_workers();
-    assert!(is_broken(pool.submit(double, 1).result_timeout(BOUND)));
+    assert!(is_broken(pool.submit_fn(double, 1).result_timeout(BOUND)));
 }
 
 #[test]

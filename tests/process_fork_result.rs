@@ -1,6 +1,7 @@
 //! `ProcessPool::fork` with a result larger than a pipe's buffer (issue 11, item 2): the
 //! manager must read the child's result while the child runs, or the child blocks writing it
 //! and never exits, and neither the future nor the pool's drop ever ends.
+#![cfg(target_os = "linux")]
 
 mod process_common;
 

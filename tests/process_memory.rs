@@ -4,10 +4,11 @@
 //!
 //! One test in this binary on purpose: it compares this process's resident memory before and
 //! after, which another test running at the same time would disturb.
+#![cfg(target_os = "linux")]
 
 mod process_common;
 
-use concurrent_futures::ProcessPool;
+use concurrent_futures::{FnExecutor, ProcessPool};
 use process_common::BOUND;
 
 /// 40 MB: above glibc's largest mmap threshold (32 MB), so freeing it returns it to the
@@ -41,20 +42,23 @@ fn resident() -> u64 {
 #[test]
 fn a_large_argument_and_result_do_not_stay_resident_after_their_task() {
     let pool = ProcessPool::new(1).unwrap();
-    assert_eq!(pool.submit(double, 1).result_timeout(BOUND), Ok(&2));
+    assert_eq!(pool.submit_fn(double, 1).result_timeout(BOUND), Ok(&2));
     let before = resident();
     assert_eq!(
-        pool.submit(length, text(PAYLOAD)).result_timeout(BOUND),
+        pool.submit_fn(length, text(PAYLOAD)).result_timeout(BOUND),
         Ok(&PAYLOAD)
     );
     assert_eq!(
-        pool.submit(text, PAYLOAD)
+        pool.submit_fn(text, PAYLOAD)
             .result_timeout(BOUND)
             .map(String::len),
         Ok(PAYLOAD)
     );
     for x in 0..200 {
-        assert_eq!(pool.submit(double, x).result_timeout(BOUND), Ok(&(x * 2)));
+        assert_eq!(
+            pool.submit_fn(double, x).result_timeout(BOUND),
+            Ok(&(x * 2))
+        );
     }
     let kept = resident().saturating_sub(before);
     assert!(

@@ -1,6 +1,7 @@
 //! Nothing of a ProcessPool outlives its program: after `kill -9` of a program whose pool was
 //! built, and whose `fork` child was started, from threads that have since ended, the fork
 //! server, the workers and the `fork` child all end within seconds.
+#![cfg(target_os = "linux")]
 
 mod process_common;
 
@@ -9,7 +10,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use concurrent_futures::ProcessPool;
+use concurrent_futures::{FnExecutor, ProcessPool};
 use process_common::{BOUND, alone, ended, own_program};
 
 const TEST: &str = "nothing_outlives_a_killed_program";
@@ -33,7 +34,7 @@ fn doomed_program() {
     let pool = std::thread::spawn(|| ProcessPool::new(2).unwrap())
         .join()
         .unwrap();
-    let futures: Vec<_> = (0..2).map(|_| pool.submit(pid_and_parent, ())).collect();
+    let futures: Vec<_> = (0..2).map(|_| pool.submit_fn(pid_and_parent, ())).collect();
     let mut pids = Vec::new();
     for future in futures {
         let (worker, server) = *future.result_timeout(BOUND).unwrap();

@@ -2,10 +2,11 @@
 //! runs when the fork server starts, so every worker inherits a global pool whose threads do
 //! not exist (a `par_iter` on it never returns). Tasks must still finish, because each runs in
 //! a rayon pool built in its worker. A separate binary, since it starts threads before `main`.
+#![cfg(target_os = "linux")]
 
 use std::time::Duration;
 
-use concurrent_futures::ProcessPool;
+use concurrent_futures::{FnExecutor, ProcessPool};
 use rayon::prelude::*;
 
 /// Starts rayon's global pool, then the fork server, before the harness starts.
@@ -33,7 +34,9 @@ fn par_iter_in_a_task_finishes_even_with_an_inherited_global_pool() {
         .task_timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    let futures: Vec<_> = (0..4).map(|_| pool.submit(parallel_sum, 100_000)).collect();
+    let futures: Vec<_> = (0..4)
+        .map(|_| pool.submit_fn(parallel_sum, 100_000))
+        .collect();
     for future in futures {
         assert_eq!(future.into_result(), Ok(9_999_900_000));
     }

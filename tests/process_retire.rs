@@ -5,12 +5,13 @@
 //!
 //! One test in this binary on purpose: it counts the fork server's children, which would
 //! include the workers of any pool another test ran at the same time.
+#![cfg(target_os = "linux")]
 
 mod process_common;
 
 use std::time::{Duration, Instant};
 
-use concurrent_futures::{Error, ProcessPool};
+use concurrent_futures::{Error, FnExecutor, ProcessPool};
 use process_common::BOUND;
 
 /// The worker's parent: the fork server.
@@ -72,11 +73,14 @@ fn one_task_per_child_never_runs_more_workers_than_max_workers_and_long_batches_
         .max_tasks_per_child(1)
         .build()
         .unwrap();
-    let server = *pool.submit(server_pid, ()).result_timeout(BOUND).unwrap();
+    let server = *pool
+        .submit_fn(server_pid, ())
+        .result_timeout(BOUND)
+        .unwrap();
 
     // 16 tasks of 300 ms on two slots: ~2.4 s done right; all at once with one process per
     // task when a retiring worker is replaced at once.
-    let futures: Vec<_> = (0..16).map(|_| pool.submit(nap, 300)).collect();
+    let futures: Vec<_> = (0..16).map(|_| pool.submit_fn(nap, 300)).collect();
     let mut most = 0;
     while !futures.iter().all(|f| f.done()) {
         most = most.max(children_of(server));
@@ -95,7 +99,7 @@ fn one_task_per_child_never_runs_more_workers_than_max_workers_and_long_batches_
         .max_tasks_per_child(1)
         .build()
         .unwrap();
-    let futures: Vec<_> = (0..600).map(|x| pool.submit(double, x)).collect();
+    let futures: Vec<_> = (0..600).map(|x| pool.submit_fn(double, x)).collect();
     let outcomes = all_within(pool, &futures);
     for (x, outcome) in outcomes.into_iter().enumerate() {
         assert_eq!(outcome, Ok(&(x as u64 * 2)));

@@ -4,6 +4,7 @@
 //!
 //! Tests that need a fresh program (the first pool of the program, a killed server) run in a
 //! copy of this binary of their own (`process_common::in_own_program`).
+#![cfg(target_os = "linux")]
 
 mod process_common;
 
@@ -11,7 +12,7 @@ use std::os::fd::RawFd;
 use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
-use concurrent_futures::{Error, ProcessPool};
+use concurrent_futures::{Error, FnExecutor, ProcessPool};
 use process_common::{BOUND, ended, in_own_program};
 
 /// Held by another thread of the program while the fork server starts.
@@ -69,7 +70,7 @@ fn a_pool_built_while_another_thread_holds_locks_answers() {
     });
     wait_held.recv().unwrap();
     let pool = ProcessPool::new(2).unwrap();
-    let futures: Vec<_> = (0..4).map(|x| pool.submit(lock_and_print, x)).collect();
+    let futures: Vec<_> = (0..4).map(|x| pool.submit_fn(lock_and_print, x)).collect();
     // Let the pool start its workers while the locks are still held.
     std::thread::sleep(Duration::from_millis(200));
     release.send(()).unwrap();
@@ -88,10 +89,10 @@ fn a_function_outside_the_executable_is_refused() {
     let foreign =
         unsafe { std::mem::transmute::<usize, fn(u64) -> u64>(libc::abs as *const () as usize) };
     assert!(matches!(
-        pool.submit(foreign, 1).result_timeout(BOUND),
+        pool.submit_fn(foreign, 1).result_timeout(BOUND),
         Err(Error::Serialization { .. })
     ));
-    assert_eq!(pool.submit(double, 21).result_timeout(BOUND), Ok(&42));
+    assert_eq!(pool.submit_fn(double, 21).result_timeout(BOUND), Ok(&42));
 }
 
 #[test]
@@ -100,7 +101,7 @@ fn forks_that_exit_leave_the_fork_server_alone() {
         return;
     }
     let pool = ProcessPool::new(1).unwrap();
-    assert_eq!(pool.submit(double, 1).result_timeout(BOUND), Ok(&2));
+    assert_eq!(pool.submit_fn(double, 1).result_timeout(BOUND), Ok(&2));
     let child = pool.fork(|| -> u8 { std::process::exit(3) });
     assert!(matches!(
         child.result_timeout(BOUND),
@@ -115,9 +116,9 @@ fn forks_that_exit_leave_the_fork_server_alone() {
         // SAFETY: waitpid on our own child, with a valid status pointer.
         pid => assert_eq!(unsafe { libc::waitpid(pid, &mut 0, 0) }, pid),
     }
-    assert_eq!(pool.submit(double, 21).result_timeout(BOUND), Ok(&42));
+    assert_eq!(pool.submit_fn(double, 21).result_timeout(BOUND), Ok(&42));
     let again = ProcessPool::new(1).unwrap();
-    assert_eq!(again.submit(double, 4).result_timeout(BOUND), Ok(&8));
+    assert_eq!(again.submit_fn(double, 4).result_timeout(BOUND), Ok(&8));
 }
 
 #[test]
@@ -127,7 +128,7 @@ fn a_killed_fork_server_is_replaced_by_the_next_pool() {
     }
     let pool = ProcessPool::new(1).unwrap();
     let (_, server) = *pool
-        .submit(pid_and_parent, ())
+        .submit_fn(pid_and_parent, ())
         .result_timeout(BOUND)
         .unwrap();
     assert_ne!(
@@ -142,11 +143,11 @@ fn a_killed_fork_server_is_replaced_by_the_next_pool() {
         std::thread::sleep(Duration::from_millis(10));
     }
     // The pool it served cannot go on.
-    assert!(pool.submit(double, 1).result_timeout(BOUND).is_err());
+    assert!(pool.submit_fn(double, 1).result_timeout(BOUND).is_err());
     let fresh = ProcessPool::new(1).unwrap();
-    assert_eq!(fresh.submit(double, 2).result_timeout(BOUND), Ok(&4));
+    assert_eq!(fresh.submit_fn(double, 2).result_timeout(BOUND), Ok(&4));
     let (_, new_server) = *fresh
-        .submit(pid_and_parent, ())
+        .submit_fn(pid_and_parent, ())
         .result_timeout(BOUND)
         .unwrap();
     assert_ne!(new_server, server);
@@ -163,7 +164,7 @@ fn a_pipe_opened_before_the_first_pool_sees_end_of_file() {
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
     let [read, write] = fds;
     let pool = ProcessPool::new(2).unwrap();
-    assert_eq!(pool.submit(double, 1).result_timeout(BOUND), Ok(&2));
+    assert_eq!(pool.submit_fn(double, 1).result_timeout(BOUND), Ok(&2));
     assert_eq!(pool.fork(|| 5_u8).result_timeout(BOUND), Ok(&5));
     // SAFETY: `write` is ours, closed once.
     unsafe { libc::close(write) };
@@ -184,10 +185,10 @@ fn a_pipe_opened_before_the_first_pool_sees_end_of_file() {
 fn workers_and_fork_children_hold_only_their_own_fds() {
     // Another pool, whose pipes nobody else may hold.
     let other = ProcessPool::new(1).unwrap();
-    assert_eq!(other.submit(double, 1).result_timeout(BOUND), Ok(&2));
+    assert_eq!(other.submit_fn(double, 1).result_timeout(BOUND), Ok(&2));
     let pool = ProcessPool::new(1).unwrap();
     let worker = pool
-        .submit(open_fds, ())
+        .submit_fn(open_fds, ())
         .result_timeout(BOUND)
         .unwrap()
         .clone();
@@ -216,7 +217,7 @@ fn workers_see_the_programs_environment_and_nothing_more() {
     let pool = ProcessPool::new(1).unwrap();
     let ours = variables(());
     let theirs = pool
-        .submit(variables, ())
+        .submit_fn(variables, ())
         .result_timeout(BOUND)
         .unwrap()
         .clone();

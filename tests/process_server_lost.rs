@@ -4,12 +4,13 @@
 //!
 //! One test in this binary on purpose: it kills the fork server every pool here shares, and
 //! it measures the CPU time of the one manager thread.
+#![cfg(target_os = "linux")]
 
 mod process_common;
 
 use std::time::{Duration, Instant};
 
-use concurrent_futures::{Error, ProcessPool};
+use concurrent_futures::{Error, FnExecutor, ProcessPool};
 use process_common::BOUND;
 
 /// The worker's parent: the fork server.
@@ -45,14 +46,17 @@ fn manager_ticks() -> Option<u64> {
 #[test]
 fn a_killed_fork_server_breaks_the_pool_and_the_manager_does_not_spin() {
     let pool = ProcessPool::new(1).unwrap();
-    let server = *pool.submit(server_pid, ()).result_timeout(BOUND).unwrap();
+    let server = *pool
+        .submit_fn(server_pid, ())
+        .result_timeout(BOUND)
+        .unwrap();
     // A `fork` child keeps the manager busy after the pool breaks; it is this program's own
     // child, so the server's death does not end it.
     let child = pool.fork(|| {
         std::thread::sleep(Duration::from_secs(5));
         5_u8
     });
-    let running = pool.submit(nap, 60_000);
+    let running = pool.submit_fn(nap, 60_000);
     std::thread::sleep(Duration::from_millis(200));
     // SAFETY: kill has no memory-safety preconditions; the pid is the server's, alive.
     assert_eq!(unsafe { libc::kill(server as i32, libc::SIGKILL) }, 0);
@@ -61,7 +65,7 @@ fn a_killed_fork_server_breaks_the_pool_and_the_manager_does_not_spin() {
         Err(Error::Broken { reason }) => assert!(reason.contains("fork server"), "{reason}"),
         other => panic!("expected Broken, got {other:?}"),
     }
-    match pool.submit(nap, 1).result_timeout(BOUND) {
+    match pool.submit_fn(nap, 1).result_timeout(BOUND) {
         Err(Error::Broken { reason }) => assert!(reason.contains("fork server"), "{reason}"),
         other => panic!("expected Broken, got {other:?}"),
     }

@@ -3,13 +3,14 @@
 //! the library), which would kill it with status 141. Each test re-runs this binary as a child
 //! with a marker in its environment; the child sets `SIG_DFL` and does the calls, and the
 //! parent checks that it exited with 0.
+#![cfg(target_os = "linux")]
 
 mod process_common;
 
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use concurrent_futures::{Error, ProcessPool};
+use concurrent_futures::{Error, FnExecutor, ProcessPool};
 use process_common::{BOUND, worker_pipe};
 
 /// Set in the child's environment to the name of the test it runs.
@@ -71,14 +72,14 @@ fn calls_after_a_completed_shutdown_do_not_raise_sigpipe() {
     let test = "calls_after_a_completed_shutdown_do_not_raise_sigpipe";
     if in_child(test) {
         let pool = ProcessPool::new(1).unwrap();
-        assert_eq!(pool.submit(double, 21).result_timeout(BOUND), Ok(&42));
+        assert_eq!(pool.submit_fn(double, 21).result_timeout(BOUND), Ok(&42));
         pool.shutdown(true, false);
         pool.shutdown(false, false);
         pool.shutdown(true, true);
         pool.terminate_workers();
         pool.kill_workers();
         assert_eq!(
-            pool.submit(double, 1).result_timeout(BOUND),
+            pool.submit_fn(double, 1).result_timeout(BOUND),
             Err(Error::Shutdown)
         );
         drop(pool);
@@ -96,9 +97,9 @@ fn a_worker_dying_while_its_request_is_written_does_not_raise_sigpipe() {
         // The worker's request pipe loses its reader while the manager still writes the next
         // task's 1 MB argument into it (the pipeline sends it ahead): EPIPE for the manager.
         let arg = vec![1_u8; 1 << 20];
-        let closes = pool.submit(closes_its_request_pipe, 2000);
+        let closes = pool.submit_fn(closes_its_request_pipe, 2000);
         // Serializing 1 MB takes a moment in a debug build: the sleep above covers it.
-        let big = pool.submit(length, arg);
+        let big = pool.submit_fn(length, arg);
         assert_eq!(closes.result_timeout(BOUND), Ok(&2000));
         // The worker exits when it finds its pipe gone, with `big` as its head: that task
         // fails with the worker, or (had it not become the head) runs on the next worker.
@@ -107,7 +108,7 @@ fn a_worker_dying_while_its_request_is_written_does_not_raise_sigpipe() {
             Err(Error::WorkerDied { .. }) => {}
             Err(other) => panic!("unexpected {other:?}"),
         }
-        assert_eq!(pool.submit(double, 4).result_timeout(BOUND), Ok(&8));
+        assert_eq!(pool.submit_fn(double, 4).result_timeout(BOUND), Ok(&8));
         drop(pool);
         return;
     }

@@ -14,7 +14,7 @@ use concurrent_futures::{CpuPool, Error, Executor, IoPool, ParMapExt, as_complet
 
 #[test]
 fn ordered_map_counts_up_to_its_exact_total() {
-    let pool = CpuPool::new(2);
+    let pool = CpuPool::new(2).unwrap();
     let mut squares = (0..1000_u64)
         .par_map(&pool, |x| x * x)
         .timeout(LONG)
@@ -31,7 +31,7 @@ fn ordered_map_counts_up_to_its_exact_total() {
 
 #[test]
 fn unordered_map_counts_failed_items_too() {
-    let pool = IoPool::new(4);
+    let pool = IoPool::new(4).unwrap();
     let mut results = pool
         .map_unordered(
             |x: u32| {
@@ -50,7 +50,7 @@ fn unordered_map_counts_failed_items_too() {
 
 #[test]
 fn an_input_of_unknown_length_counts_without_a_total() {
-    let pool = CpuPool::new(2);
+    let pool = CpuPool::new(2).unwrap();
     let evens = (0..100_u32).filter(|x| x % 2 == 0);
     let mut halves = evens.par_map(&pool, |x| x / 2).timeout(LONG).progress();
     assert_eq!(halves.total(), None);
@@ -60,7 +60,7 @@ fn an_input_of_unknown_length_counts_without_a_total() {
 
 #[test]
 fn a_map_started_before_progress_counts_what_is_left() {
-    let pool = CpuPool::new(2);
+    let pool = CpuPool::new(2).unwrap();
     let mut map = (0..10_u32).par_map(&pool, |x| x).chunksize(3).timeout(LONG);
     // The first `next()` submits every chunk and hands out one item of the first.
     assert_eq!(map.next(), Some(Ok(0)));
@@ -88,7 +88,7 @@ fn as_completed_counts_futures_and_not_the_timeout() {
 
 #[test]
 fn as_completed_reaches_its_total_when_all_finish() {
-    let pool = IoPool::new(4);
+    let pool = IoPool::new(4).unwrap();
     let futures: Vec<_> = (0..20_u32).map(|i| pool.submit(move || i)).collect();
     let mut completed = as_completed(futures, Some(LONG)).progress();
     let mut sum = 0;

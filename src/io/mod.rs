@@ -42,8 +42,8 @@ static POOLS: AtomicUsize = AtomicUsize::new(0);
 /// use concurrent_futures::{Error, Executor, IoPool};
 /// use std::time::Duration;
 ///
-/// # fn main() -> Result<(), Error> {
-/// let pool = IoPool::new(4);
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = IoPool::new(4)?;
 /// let futures: Vec<_> = (0..8_u64)
 ///     .map(|n| pool.submit(move || {
 ///         std::thread::sleep(Duration::from_millis(10));
@@ -67,14 +67,11 @@ pub struct IoPool {
 impl IoPool {
     /// A pool of at most `max_workers` threads, with the default name prefix and keep-alive.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If `max_workers` is 0; [`builder`](Self::builder) returns that as an error instead.
-    pub fn new(max_workers: usize) -> Self {
-        match Self::builder().max_workers(max_workers).build() {
-            Ok(pool) => pool,
-            Err(error) => panic!("IoPool::new({max_workers}): {error}"),
-        }
+    /// As [`IoPoolBuilder::build`]: [`BuildError::Zero`] when `max_workers` is 0.
+    pub fn new(max_workers: usize) -> Result<Self, BuildError> {
+        Self::builder().max_workers(max_workers).build()
     }
 
     /// A builder, with CPython's defaults.
@@ -224,10 +221,14 @@ impl IoPoolBuilder {
     ///
     /// # Errors
     ///
-    /// [`BuildError::ZeroWorkers`] when `max_workers` is 0.
+    /// [`BuildError::Zero`] (`max_workers`) when `max_workers` is 0. No thread starts here, so
+    /// none can fail to; when a thread cannot be started later and no other thread of the
+    /// pool is alive, the queued tasks fail with [`Error::Broken`].
     pub fn build(self) -> Result<IoPool, BuildError> {
         if self.max_workers == 0 {
-            return Err(BuildError::ZeroWorkers);
+            return Err(BuildError::Zero {
+                option: "max_workers",
+            });
         }
         let prefix = self
             .prefix

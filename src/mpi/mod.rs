@@ -92,8 +92,6 @@ use ::mpi::environment::Threading;
 use ::mpi::traits::{Communicator, CommunicatorCollectives};
 
 use crate::error::Error;
-use crate::executor::Payload;
-use crate::future::Future;
 use crate::remote::{self, Dispatch, Slot, wire};
 
 use crate::remote::image::Image;
@@ -111,6 +109,14 @@ const WORKER_STACK: usize = 8 << 20;
 
 /// Why [`MpiPool::init`] failed. Every rank of the job gets the same error, so a program
 /// that returns it from `main` ends on every rank.
+///
+/// Not a [`BuildError`](crate::BuildError), which every other pool's `new` and `build` return:
+/// `init` does more than make a pool in this process. It initializes MPI, once per process,
+/// and the ranks of the whole job agree on a verdict, so most of its failures are about the
+/// job (MPI already initialized, one rank only, ranks running different executables, no thread
+/// support) and come out the same on every rank; none of them can happen to a pool of threads
+/// or forked workers, and none of `BuildError`'s process variants (fork server, pipes) can
+/// happen here.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum InitError {
@@ -286,6 +292,18 @@ fn start() -> Result<(::mpi::environment::Universe, Image), InitError> {
 /// Made on rank 0 by [`MpiPool::init`]; see the [module docs](self) for how ranks are started,
 /// how tasks travel and what each fault does. Dropping it shuts it down with `wait = true`:
 /// queued tasks run, the worker ranks exit, and MPI is finalized.
+///
+/// Tasks go through [`FnExecutor`](crate::FnExecutor) (`submit_fn`, `map_fn`): a plain
+/// function of this executable and a serializable argument. After
+/// [`shutdown`](Self::shutdown) a submitted task's future holds [`Error::Shutdown`]; an
+/// argument that does not serialize gives [`Error::Serialization`], and nothing is sent.
+///
+/// # Warning: callbacks
+///
+/// Rank 0's progress thread completes the futures, so it runs their done-callbacks
+/// ([`Future::add_done_callback`](crate::Future::add_done_callback)). While a callback runs,
+/// no reply is read and no task is sent: keep callbacks short, and never wait in one on this
+/// pool's work.
 pub struct MpiPool {
     shared: Arc<Shared>,
     progress: Mutex<Option<JoinHandle<()>>>,
@@ -313,21 +331,6 @@ impl MpiPool {
     /// The number of worker ranks: the job's size minus rank 0.
     pub fn max_workers(&self) -> usize {
         self.workers
-    }
-
-    /// Schedules `f(arg)` on a worker rank and returns the future of its result.
-    ///
-    /// `f` is a plain function of this executable; what it needs travels in `arg`. After
-    /// [`shutdown`](Self::shutdown) the future holds [`Error::Shutdown`]. If `arg` does not
-    /// serialize, the future holds [`Error::Serialization`] and nothing is sent.
-    ///
-    /// # Warning: callbacks
-    ///
-    /// Rank 0's progress thread completes the futures, so it runs their done-callbacks
-    /// ([`Future::add_done_callback`]). While a callback runs, no reply is read and no task is
-    /// sent: keep callbacks short, and never wait in one on this pool's work.
-    pub fn submit<A: Payload, R: Payload>(&self, f: fn(A) -> R, arg: A) -> Future<R> {
-        remote::submit(self, f, arg)
     }
 
     /// Stops taking work, as [`Executor::shutdown`](crate::Executor::shutdown): later submits

@@ -43,7 +43,7 @@
 //! # Examples
 //!
 //! ```
-//! use concurrent_futures::{Error, ProcessPool};
+//! use concurrent_futures::{Error, FnExecutor, ProcessPool};
 //!
 //! fn square(x: u64) -> u64 {
 //!     x * x
@@ -51,7 +51,7 @@
 //!
 //! fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let pool = ProcessPool::new(2)?;
-//!     let futures: Vec<_> = (0..10).map(|x| pool.submit(square, x)).collect();
+//!     let futures: Vec<_> = (0..10).map(|x| pool.submit_fn(square, x)).collect();
 //!     let total: u64 = futures.into_iter().map(|f| f.into_result()).sum::<Result<_, Error>>()?;
 //!     assert_eq!(total, 285);
 //!     Ok(())
@@ -82,6 +82,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::build_error::BuildError;
 use crate::error::Error;
 use crate::executor::Payload;
 use crate::future::{Future, Promise};
@@ -107,10 +108,12 @@ const SPIN: Duration = Duration::from_micros(50);
 ///
 /// # Errors
 ///
-/// The system's error if the server cannot be started (a socket, the `exec` of
-/// `/proc/self/exe`), `TimedOut` if it did not answer, and `Unsupported` if this crate is
-/// linked into a shared library rather than the executable (the server runs the executable).
-pub fn init() -> io::Result<()> {
+/// [`BuildError::ForkServerStart`] if the server cannot be started (the `exec` of
+/// `/proc/self/exe`) or ends before it is ready, [`BuildError::ForkServerTimeout`] if it is not
+/// ready within 30 s, [`BuildError::Pipe`] if its socket cannot be made, and
+/// [`BuildError::NotInExecutable`] if this crate is linked into a shared library rather than
+/// the executable (the server runs the executable).
+pub fn init() -> Result<(), BuildError> {
     server::start()
 }
 
@@ -134,7 +137,7 @@ pub enum OnWorkerDeath {
 /// ```
 /// use std::time::Duration;
 /// use concurrent_futures::process::OnWorkerDeath;
-/// use concurrent_futures::{Error, ProcessPool};
+/// use concurrent_futures::{Error, FnExecutor, ProcessPool};
 ///
 /// fn stuck(_: ()) -> u8 {
 ///     loop {
@@ -149,7 +152,7 @@ pub enum OnWorkerDeath {
 ///         .task_timeout(Duration::from_millis(200))
 ///         .on_worker_death(OnWorkerDeath::Respawn)
 ///         .build()?;
-///     assert_eq!(pool.submit(stuck, ()).into_result(), Err(Error::TaskTimeout));
+///     assert_eq!(pool.submit_fn(stuck, ()).into_result(), Err(Error::TaskTimeout));
 ///     Ok(())
 /// }
 /// ```
@@ -246,17 +249,19 @@ impl ProcessPoolBuilder {
     ///
     /// # Errors
     ///
-    /// `InvalidInput` when `max_workers`, `max_tasks_per_child`, `pipeline_depth`,
-    /// `worker_threads` or `max_frame_bytes` is 0, or the initializer is not in the
-    /// executable; otherwise as [`init`] if the fork server cannot be started, or the system's
-    /// error if a pipe or the manager thread cannot be. A worker that cannot be forked later
-    /// breaks the pool instead.
-    pub fn build(self) -> io::Result<ProcessPool> {
+    /// [`BuildError::Zero`] naming the option when `max_workers`, `max_tasks_per_child`,
+    /// `pipeline_depth`, `worker_threads` or `max_frame_bytes` is 0;
+    /// [`BuildError::InitializerNotInExecutable`] when the initializer is not a function of the
+    /// executable; as [`init`] if the fork server cannot be started; [`BuildError::Pipe`] if the
+    /// pool's channel to the server or its eventfd cannot be made;
+    /// [`BuildError::ThreadSpawn`] if the manager thread cannot be started. A worker that
+    /// cannot be forked later breaks the pool instead.
+    pub fn build(self) -> Result<ProcessPool, BuildError> {
         let workers = match self.max_workers {
             Some(workers) => workers,
             None => std::thread::available_parallelism().map_or(1, usize::from),
         };
-        for (name, value) in [
+        for (option, value) in [
             ("max_workers", Some(workers)),
             ("max_tasks_per_child", self.max_tasks_per_child),
             ("pipeline_depth", Some(self.pipeline_depth)),
@@ -264,21 +269,15 @@ impl ProcessPoolBuilder {
             ("max_frame_bytes", Some(self.max_frame_bytes)),
         ] {
             if value == Some(0) {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("{name} must be at least 1"),
-                ));
+                return Err(BuildError::Zero { option });
             }
         }
         let image = server::image()?;
         let initializer = match self.initializer {
             None => 0,
-            Some(f) => image.offset_of(f as usize).ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "the initializer is not in the executable (a shared library's?)",
-                )
-            })?,
+            Some(f) => image
+                .offset_of(f as usize)
+                .ok_or(BuildError::InitializerNotInExecutable)?,
         };
         let channel = server::connect()?;
         let config = Config {
@@ -294,10 +293,11 @@ impl ProcessPoolBuilder {
             }),
             max_frame_bytes: self.max_frame_bytes,
         };
-        let (shared, manager) = manager::new(channel, config)?;
+        let (shared, manager) = manager::new(channel, config).map_err(BuildError::Pipe)?;
         let handle = std::thread::Builder::new()
             .name("process-pool-manager".into())
-            .spawn(move || manager.run())?;
+            .spawn(move || manager.run())
+            .map_err(BuildError::ThreadSpawn)?;
         Ok(ProcessPool {
             shared,
             manager: Mutex::new(Some(handle)),
@@ -313,9 +313,37 @@ impl ProcessPoolBuilder {
 /// See the [module docs](self) for how it works and what each fault does. Dropping the pool
 /// shuts it down with `wait = true`: queued tasks run, then the workers exit and are reaped.
 ///
-/// It implements [`FnExecutor`](crate::FnExecutor) but not [`Executor`](crate::Executor): a worker process can be
-/// sent a function pointer and bytes, not a closure. For a closure, see
-/// [`fork`](ProcessPool::fork).
+/// It implements [`FnExecutor`](crate::FnExecutor) but not [`Executor`](crate::Executor): a
+/// worker process can be sent a function pointer and bytes, not a closure. So a plain function
+/// and its serializable argument go through [`submit_fn`](crate::FnExecutor::submit_fn) and
+/// [`map_fn`](crate::FnExecutor::map_fn), as on every other pool, and a closure through
+/// [`fork`](ProcessPool::fork). A function that captures nothing can be written as a closure
+/// (`pool.submit_fn(|x: u64| x * 2, 21)`): it coerces to a `fn`. After
+/// [`shutdown`](Self::shutdown) a submitted task's future holds [`Error::Shutdown`], on a
+/// broken pool [`Error::Broken`]; an argument that does not serialize gives
+/// [`Error::Serialization`], and nothing is sent.
+///
+/// # Warning: callbacks
+///
+/// The pool's manager thread completes the futures, so it runs their done-callbacks
+/// ([`Future::add_done_callback`]). While a callback runs, no result of this pool is read and
+/// no task is sent: keep callbacks short, and never wait in one on this pool's work.
+///
+/// # One name per meaning
+///
+/// `submit` means "run this closure" on every backend, so a `ProcessPool` has none: the
+/// compiler points to `submit_fn` instead.
+///
+/// ```compile_fail,E0599
+/// use concurrent_futures::ProcessPool;
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// let pool = ProcessPool::new(1).unwrap();
+/// let _ = pool.submit(square, 3); // error: no method `submit`; help: `submit_fn`
+/// ```
 pub struct ProcessPool {
     shared: Arc<Shared>,
     manager: Mutex<Option<JoinHandle<()>>>,
@@ -330,8 +358,10 @@ impl ProcessPool {
     ///
     /// # Errors
     ///
-    /// As [`ProcessPoolBuilder::build`]; `InvalidInput` when `workers` is 0.
-    pub fn new(workers: usize) -> io::Result<ProcessPool> {
+    /// As [`ProcessPoolBuilder::build`]: [`BuildError::Zero`] when `workers` is 0, the
+    /// `ForkServer*` variants when the fork server cannot be started, [`BuildError::Pipe`] or
+    /// [`BuildError::ThreadSpawn`] when the system refuses a pipe or the manager thread.
+    pub fn new(workers: usize) -> Result<ProcessPool, BuildError> {
         Self::builder().max_workers(workers).build()
     }
 
@@ -352,26 +382,6 @@ impl ProcessPool {
     /// The number of worker processes the pool keeps.
     pub fn max_workers(&self) -> usize {
         self.workers
-    }
-
-    /// Schedules `f(arg)` in a worker process and returns the future of its result.
-    ///
-    /// `f` is a plain function (a closure that captures nothing coerces to one); what it needs
-    /// travels in `arg`. After [`shutdown`](Self::shutdown) the future holds
-    /// [`Error::Shutdown`], on a broken pool [`Error::Broken`]. If `arg` does not serialize,
-    /// the future holds [`Error::Serialization`] and nothing is sent.
-    ///
-    /// # Panics
-    ///
-    /// Never because of `f`: a panic in the worker becomes [`Error::Panicked`] in the future.
-    ///
-    /// # Warning: callbacks
-    ///
-    /// The pool's manager thread completes the futures, so it runs their done-callbacks
-    /// ([`Future::add_done_callback`]). While a callback runs, no result of this pool is read
-    /// and no task is sent: keep callbacks short, and never wait in one on this pool's work.
-    pub fn submit<A: Payload, R: Payload>(&self, f: fn(A) -> R, arg: A) -> Future<R> {
-        remote::submit(self, f, arg)
     }
 
     fn enqueue(&self, task: Task) {
@@ -399,7 +409,8 @@ impl ProcessPool {
     ///
     /// A fork copies the page tables of this whole process, so its cost grows with resident
     /// memory: about 0.2 ms for a small program and 18 ms per call at 500 MB resident on the
-    /// machine this was measured on. For many small tasks use [`submit`](Self::submit).
+    /// machine this was measured on. For many small tasks use
+    /// [`submit_fn`](crate::FnExecutor::submit_fn).
     ///
     /// # Warning: file descriptors
     ///

@@ -45,6 +45,7 @@ use std::sync::{Mutex, MutexGuard, Once};
 use super::control::{CONTROL_BYTES, Control};
 use super::sys::{self, Forked};
 use super::worker;
+use crate::build_error::BuildError;
 use crate::remote::image::Image;
 
 /// Parent → server on `main`: open a pool channel (its server end attached).
@@ -135,19 +136,19 @@ fn lock() -> MutexGuard<'static, Option<Running>> {
 }
 
 /// Starts the fork server if it is not running yet (or any more).
-pub(super) fn start() -> io::Result<()> {
+pub(super) fn start() -> Result<(), BuildError> {
     running(&mut lock()).map(drop)
 }
 
 /// Opens a new channel to the server for one pool, starting the server if needed, or a new
 /// one if the last one died.
-pub(super) fn connect() -> io::Result<OwnedFd> {
+pub(super) fn connect() -> Result<OwnedFd, BuildError> {
     let mut server = lock();
     let mut attempts = 0;
     loop {
         attempts += 1;
         let main = &running(&mut server)?.main;
-        let (ours, theirs) = sys::seqpacket_pair()?;
+        let (ours, theirs) = sys::seqpacket_pair().map_err(BuildError::Pipe)?;
         let hello = Control {
             tag: CONNECT,
             a: 0,
@@ -163,13 +164,13 @@ pub(super) fn connect() -> io::Result<OwnedFd> {
             {
                 retire(&mut server);
             }
-            Err(error) => return Err(error),
+            Err(error) => return Err(BuildError::ForkServerStart(error)),
         }
     }
 }
 
 /// The live server of this process, started now if there is none.
-fn running(server: &mut Option<Running>) -> io::Result<&Running> {
+fn running(server: &mut Option<Running>) -> Result<&Running, BuildError> {
     if server
         .as_ref()
         .is_some_and(|running| running.owner != sys::getpid())
@@ -220,24 +221,19 @@ fn retire(server: &mut Option<Running>) {
 ///
 /// # Errors
 ///
-/// `Unsupported` if this crate is not in the executable (linked into a shared library): the
-/// server runs the executable, which would not have this crate's constructor.
-pub(super) fn image() -> io::Result<Image> {
-    Image::locate().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::Unsupported,
-            "the fork server runs this executable again, so concurrent-futures must be linked \
-             into the executable itself, not into a shared library",
-        )
-    })
+/// [`BuildError::NotInExecutable`] if this crate is not in the executable (linked into a
+/// shared library): the server runs the executable, which would not have this crate's
+/// constructor.
+pub(super) fn image() -> Result<Image, BuildError> {
+    Image::locate().ok_or(BuildError::NotInExecutable)
 }
 
 /// Starts a server: `/proc/self/exe` with [`MARKER`], and waits until it says it runs.
-fn spawn() -> io::Result<Running> {
+fn spawn() -> Result<Running, BuildError> {
     std::hint::black_box(&BECOME_SERVER);
     image()?;
-    let (main, theirs) = sys::seqpacket_pair()?;
-    let program = sys::pidfd_open(sys::getpid())?;
+    let (main, theirs) = sys::seqpacket_pair().map_err(BuildError::Pipe)?;
+    let program = sys::pidfd_open(sys::getpid()).map_err(BuildError::ForkServerStart)?;
     let inherited = [theirs.as_raw_fd(), program.as_raw_fd()];
     let mut command = std::process::Command::new("/proc/self/exe");
     // Only argv[0], so that the server's command line names the program and nothing in it
@@ -262,32 +258,37 @@ fn spawn() -> io::Result<Running> {
             Ok(())
         });
     }
-    let pid = command.spawn()?.id() as i32;
+    let pid = command.spawn().map_err(BuildError::ForkServerStart)?.id() as i32;
     drop((theirs, program));
     // A pidfd of a child we have not reaped names that child, whatever happens to it.
     let pidfd = sys::pidfd_open(pid);
     let mut fds = [sys::pollfd(main.as_raw_fd(), libc::POLLIN)];
     let mut buf = [0; CONTROL_BYTES];
-    let ready = sys::poll(&mut fds, START_TIMEOUT_MS).is_ok_and(|ready| ready > 0)
+    let answered = sys::poll(&mut fds, START_TIMEOUT_MS).is_ok_and(|ready| ready > 0);
+    let ready = answered
         && matches!(
             sys::recv_with_fds(&main, &mut buf, &mut Vec::new(), true),
             Ok(n) if Control::decode(&buf[..n]).is_some_and(|m| m.tag == READY)
         );
-    match pidfd {
-        Ok(pidfd) if ready => Ok(Running {
-            main,
-            pid,
-            pidfd,
-            owner: sys::getpid(),
-        }),
-        other => {
-            sys::kill(pid, libc::SIGKILL);
-            sys::reap(pid, true);
-            Err(other.err().unwrap_or_else(|| {
-                io::Error::new(io::ErrorKind::TimedOut, "the fork server did not start")
-            }))
+    let failure = match pidfd {
+        Ok(pidfd) if ready => {
+            return Ok(Running {
+                main,
+                pid,
+                pidfd,
+                owner: sys::getpid(),
+            });
         }
-    }
+        Err(error) => BuildError::ForkServerStart(error),
+        // Something came instead of READY: end of file, the server ended as it started.
+        Ok(_) if answered => BuildError::ForkServerStart(io::Error::other(
+            "the fork server ended before it was ready",
+        )),
+        Ok(_) => BuildError::ForkServerTimeout,
+    };
+    sys::kill(pid, libc::SIGKILL);
+    sys::reap(pid, true);
+    Err(failure)
 }
 
 /// Runs at exit in the process that started the server: tells it to stop (it kills and reaps
