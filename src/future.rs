@@ -444,12 +444,21 @@ impl<T> Future<T> {
     pub fn into_result(self) -> Result<T, Error> {
         match self.inner.wait_for(None, true) {
             Waited::Done(Err(error)) => return Err(error.clone()),
-            // The callback holds a handle to this future, so this cannot be the last one.
-            Waited::OwnCallback => return Err(Error::InvalidState),
+            // The callback holds a handle to this future, so this cannot be the last one; an
+            // error needs no moving, so it is answered as anywhere else.
+            Waited::OwnCallback => {
+                return Err(match self.inner.outcome.get() {
+                    Some(Err(error)) => error.clone(),
+                    _ => Error::InOwnCallback,
+                });
+            }
             Waited::Done(Ok(_)) | Waited::TimedOut => {}
         }
-        if self.inner.handles.load(Ordering::Acquire) != 1 {
-            return Err(Error::InvalidState);
+        let handles = self.inner.handles.load(Ordering::Acquire);
+        if handles != 1 {
+            return Err(Error::Shared {
+                others: handles - 1,
+            });
         }
         let mut inner = Arc::clone(&self.inner);
         drop(self);
@@ -597,6 +606,9 @@ impl<T> fmt::Debug for Future<T> {
 
 /// `future.await` in any async runtime: resolves to [`Future::into_result`]'s answer once the
 /// future is settled, woken through the task's `Waker` (no polling thread, no runtime needed).
+///
+/// Like `into_result`, it moves the value out, so it answers [`Error::Shared`] when another
+/// handle is alive; `(&future).await` borrows instead (see the `IntoFuture` for `&Future`).
 impl<T> std::future::IntoFuture for Future<T> {
     type Output = Result<T, Error>;
     type IntoFuture = Awaiting<T>;
@@ -604,24 +616,57 @@ impl<T> std::future::IntoFuture for Future<T> {
     fn into_future(self) -> Awaiting<T> {
         Awaiting {
             future: Some(self),
-            waker: None,
+            slot: AwaitSlot(None),
+        }
+    }
+}
+
+/// `(&future).await`: borrows the value once the future is done, like [`Future::result`]
+/// without blocking, whatever other handles are alive; woken through the task's `Waker`.
+///
+/// # Soundness
+///
+/// The `&'a T` points into the outcome, which lives in the shared allocation and is written
+/// once, before anyone can read it, and never again. The only code that moves it out is
+/// [`Future::into_result`], through `Arc::try_unwrap`, and only after it has seen itself as
+/// the last handle (`handles == 1`) and dropped itself. The handle borrowed here is a live
+/// handle for all of `'a` (it cannot be dropped or moved into `into_result` while borrowed),
+/// so for all of `'a` the count is at least 2 for any other caller of `into_result`, which
+/// then answers [`Error::Shared`] without touching the value, and the allocation itself stays
+/// alive. This is the argument that makes [`Future::result`]'s `&T` sound, with the borrow
+/// held across polls instead of one call.
+impl<'a, T> std::future::IntoFuture for &'a Future<T> {
+    type Output = Result<&'a T, Error>;
+    type IntoFuture = AwaitingRef<'a, T>;
+
+    fn into_future(self) -> AwaitingRef<'a, T> {
+        AwaitingRef {
+            future: self,
+            slot: AwaitSlot(None),
         }
     }
 }
 
 /// The `std::future::Future` that `.await` on a [`Future`] polls.
 pub struct Awaiting<T> {
+    /// `None` once it returned `Ready`.
     future: Option<Future<T>>,
-    /// Our registration on the future; `None` until the first `Pending`.
-    waker: Option<std::sync::Arc<WakerSlot>>,
+    slot: AwaitSlot,
+}
+
+/// The `std::future::Future` that `.await` on a `&`[`Future`] polls: resolves to a borrow of
+/// the value (or the error) once the future is done.
+pub struct AwaitingRef<'a, T> {
+    future: &'a Future<T>,
+    slot: AwaitSlot,
 }
 
 /// Holds the latest `Waker` of the task awaiting a future.
-struct WakerSlot(std::sync::Mutex<Option<Waker>>);
+struct WakerSlot(Mutex<Option<Waker>>);
 
 impl WakerSlot {
     fn set(&self, waker: &Waker) {
-        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = lock(&self.0);
         if !slot.as_ref().is_some_and(|old| old.will_wake(waker)) {
             *slot = Some(waker.clone());
         }
@@ -630,9 +675,57 @@ impl WakerSlot {
 
 impl Listener for WakerSlot {
     fn notify(&self, _index: usize, _failed: bool) {
-        let waker = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let waker = lock(&self.0).take();
         if let Some(waker) = waker {
             waker.wake();
+        }
+    }
+}
+
+/// An await's registration on its future: attached at the first `Pending`, detached when the
+/// await ends or is dropped, so a dropped await leaves no `Waker` behind.
+struct AwaitSlot(Option<std::sync::Arc<WakerSlot>>);
+
+impl AwaitSlot {
+    /// True once `future` is done (with `on_settle`, once its completion is over); otherwise
+    /// leaves `cx`'s waker registered to be woken when that happens.
+    fn poll_ready<T>(&mut self, future: &Future<T>, on_settle: bool, cx: &Context<'_>) -> bool {
+        let ready = match &self.0 {
+            // Store the new waker first, then look: a completion in between either finds the
+            // new waker or is seen here.
+            Some(slot) => {
+                slot.set(cx.waker());
+                if on_settle {
+                    lock(&future.inner.waiters).settled
+                } else {
+                    future.inner.is_done()
+                }
+            }
+            None => {
+                let slot = std::sync::Arc::new(WakerSlot(Mutex::new(Some(cx.waker().clone()))));
+                let registration = Registration {
+                    listener: slot.clone(),
+                    index: 0,
+                    on_settle,
+                };
+                let attached = future.register(registration);
+                if attached {
+                    self.0 = Some(slot);
+                }
+                !attached
+            }
+        };
+        if ready {
+            // Fired, or about to be by the completing thread, which takes it off the future.
+            self.0 = None;
+        }
+        ready
+    }
+
+    fn detach<T>(&mut self, future: &Future<T>) {
+        if let Some(slot) = self.0.take() {
+            let listener: std::sync::Arc<dyn Listener> = slot;
+            future.deregister(&listener, 0);
         }
     }
 }
@@ -640,49 +733,46 @@ impl Listener for WakerSlot {
 impl<T> std::future::Future for Awaiting<T> {
     type Output = Result<T, Error>;
 
+    /// # Panics
+    ///
+    /// If polled again after it returned `Ready` (the value has been moved out).
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(future) = self.future.as_ref() else {
-            return Poll::Ready(Err(Error::InvalidState));
+        let this = &mut *self;
+        let Some(future) = this.future.take() else {
+            panic!("`Awaiting` polled after it returned `Ready`");
         };
-        let settled = match &self.waker {
-            // Store the new waker first, then look: a completion that settles in between
-            // either finds the new waker or is seen here.
-            Some(slot) => {
-                slot.set(cx.waker());
-                lock(&future.inner.waiters).settled
-            }
-            None => {
-                let slot =
-                    std::sync::Arc::new(WakerSlot(std::sync::Mutex::new(Some(cx.waker().clone()))));
-                let registration = Registration {
-                    listener: slot.clone(),
-                    index: 0,
-                    on_settle: true,
-                };
-                let attached = future.register(registration);
-                if attached {
-                    self.waker = Some(slot);
-                }
-                !attached
-            }
-        };
-        if !settled {
-            return Poll::Pending;
+        if this.slot.poll_ready(&future, true, cx) {
+            return Poll::Ready(future.into_result());
         }
-        self.waker = None;
-        match self.future.take() {
-            Some(future) => Poll::Ready(future.into_result()),
-            None => Poll::Ready(Err(Error::InvalidState)),
+        this.future = Some(future);
+        Poll::Pending
+    }
+}
+
+impl<'a, T> std::future::Future for AwaitingRef<'a, T> {
+    type Output = Result<&'a T, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let future: &'a Future<T> = self.future;
+        if self.slot.poll_ready(future, false, cx) {
+            Poll::Ready(as_value(future.inner.outcome.get()))
+        } else {
+            Poll::Pending
         }
     }
 }
 
 impl<T> Drop for Awaiting<T> {
     fn drop(&mut self) {
-        if let (Some(future), Some(slot)) = (&self.future, &self.waker) {
-            let listener: std::sync::Arc<dyn Listener> = slot.clone();
-            future.deregister(&listener, 0);
+        if let Some(future) = &self.future {
+            self.slot.detach(future);
         }
+    }
+}
+
+impl<T> Drop for AwaitingRef<'_, T> {
+    fn drop(&mut self) {
+        self.slot.detach(self.future);
     }
 }
 
@@ -690,6 +780,14 @@ impl<T> fmt::Debug for Awaiting<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Awaiting")
             .field("future", &self.future)
+            .finish()
+    }
+}
+
+impl<T> fmt::Debug for AwaitingRef<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwaitingRef")
+            .field("future", self.future)
             .finish()
     }
 }

@@ -262,7 +262,7 @@ pub use build_error::BuildError;
 pub use cpu::{CpuPool, CpuPoolBuilder};
 pub use error::Error;
 pub use executor::{Executor, FnExecutor, InlineExecutor, Payload};
-pub use future::{Awaiting, Future, Promise, State};
+pub use future::{Awaiting, AwaitingRef, Future, Promise, State};
 #[cfg(not(loom))]
 pub use io::{IoPool, IoPoolBuilder};
 pub use map::{Chunk, Map, MapUnordered, ParMapExt, TARGET_CHUNK_TIME};
