@@ -318,6 +318,53 @@ fn run_callback<T>(future: &Future<T>, callback: Callback<T>) {
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # Borrowing or moving the value
+///
+/// Every handle can borrow the value: [`result`](Self::result) (`.cloned()` for a `Clone`
+/// value) and `(&future).await`. Moving it out, with [`into_result`](Self::into_result) or
+/// `future.await`, needs the last handle, and answers [`Error::Shared`] while other handles
+/// are alive: a clone kept to cancel later, a copy used as a map key, the futures of `wait`'s
+/// split. Nothing is lost then; borrow instead, or drop the other handles first.
+///
+/// ```
+/// use concurrent_futures::{Error, Promise};
+///
+/// # fn main() -> Result<(), Error> {
+/// let (promise, future) = Promise::new();
+/// let to_cancel = future.clone(); // kept to cancel later: a second handle
+/// promise.run(|| String::from("done"));
+/// assert_eq!(future.result().cloned()?, "done"); // borrow, clone if needed
+/// let Err(shared) = future.clone().into_result() else { unreachable!() };
+/// assert_eq!(shared, Error::Shared { others: 2 }); // `future` and `to_cancel`
+/// drop(to_cancel);
+/// assert_eq!(future.into_result()?, "done"); // the last handle moves it out
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # `.await`
+///
+/// `Future` is not itself a `std::future::Future`: it is
+/// [`IntoFuture`](std::future::IntoFuture), which is what `.await` calls. `future.await` gives
+/// what [`into_result`](Self::into_result) gives; `(&future).await` gives a `Result<&T, _>`,
+/// whatever other handles are alive. A function that takes a `std::future::Future` (a
+/// `block_on`, `spawn`, `select`) needs `future.into_future()` or `async { future.await }`;
+/// the crate docs' Async section shows a whole program.
+///
+/// ```
+/// use concurrent_futures::{Error, Promise};
+/// use std::future::IntoFuture;
+///
+/// fn needs_a_std_future<F: std::future::Future>(f: F) -> F { f }
+///
+/// let (promise, future) = Promise::<u8>::new();
+/// let borrowed = needs_a_std_future((&future).into_future()); // an `AwaitingRef<'_, u8>`
+/// let in_block = needs_a_std_future(async { (&future).await.copied() });
+/// drop((borrowed, in_block));
+/// let _owned = needs_a_std_future(future.into_future()); // an `Awaiting<u8>`
+/// # drop(promise);
+/// ```
 pub struct Future<T> {
     inner: Arc<Inner<T>>,
 }
@@ -417,16 +464,48 @@ impl<T> Future<T> {
     ///
     /// That is possible only when this is the last handle: the one `submit` returned, or the
     /// one [`as_completed`](crate::as_completed) yielded, with no clone of it left alive.
-    /// Callbacks still running in the completing thread do not count: this waits for them;
-    /// called from one of those callbacks (which holds a handle itself), it answers
-    /// [`Error::InvalidState`] at once.
+    /// Callbacks still running in the completing thread do not count: this waits for them.
+    /// With other handles alive it answers [`Error::Shared`] and the value stays; borrow it
+    /// with [`result`](Self::result) (`.cloned()` for a `Clone` value) or `(&future).await`,
+    /// or drop the other handles first. A future that failed gives its error either way.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidState`] when other handles are alive (nothing is lost: they can still
-    /// read the value), or the error the future finished with, as for [`result`](Self::result).
+    /// [`Error::Shared`] when other handles are alive (nothing is lost: they can still read
+    /// the value), [`Error::InOwnCallback`] when called from one of this future's own
+    /// done-callbacks (which share it; at once, instead of waiting for itself), or the error
+    /// the future finished with, as for [`result`](Self::result).
     ///
     /// # Examples
+    ///
+    /// Python's `{executor.submit(f, item): item}` followed by `as_completed`: the map's keys
+    /// are handles too, so take the future out of the map before moving its value out.
+    ///
+    /// ```
+    /// use concurrent_futures::{CpuPool, Error, Executor, Future, as_completed};
+    /// use std::collections::HashMap;
+    /// use std::time::Duration;
+    ///
+    /// # fn main() -> Result<(), Error> {
+    /// let pool = CpuPool::new(2);
+    /// let mut words: HashMap<Future<String>, &str> = ["tea", "rust"]
+    ///     .into_iter()
+    ///     .map(|word| (pool.submit(move || word.to_uppercase()), word))
+    ///     .collect();
+    /// let mut shouted = Vec::new();
+    /// let pending: Vec<_> = words.keys().cloned().collect();
+    /// for future in as_completed(pending, Some(Duration::from_secs(30))) {
+    ///     let future = future?;
+    ///     let word = words.remove(&future).expect("every future is a key"); // drops the key
+    ///     shouted.push((word, future.into_result()?)); // the last handle now
+    /// }
+    /// shouted.sort();
+    /// assert_eq!(shouted, [("rust", "RUST".to_string()), ("tea", "TEA".to_string())]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// With another handle alive the error says so, and the value stays for the others:
     ///
     /// ```
     /// use concurrent_futures::{Error, Promise};
@@ -435,7 +514,7 @@ impl<T> Future<T> {
     /// let (promise, future) = Promise::new();
     /// promise.run(|| String::from("owned"));
     /// let other = future.clone();
-    /// assert_eq!(other.into_result(), Err(Error::InvalidState));
+    /// assert_eq!(other.into_result(), Err(Error::Shared { others: 1 }));
     /// let value: String = future.into_result()?;
     /// assert_eq!(value, "owned");
     /// # Ok(())
@@ -486,7 +565,9 @@ impl<T> Future<T> {
     /// Callbacks run in registration order in the thread that completes the future, outside
     /// any lock (so they may call [`result`](Self::result)); on a future that is already done
     /// `f` runs at once in this thread. A panicking callback is caught and reported through
-    /// `log::error!`; the others still run.
+    /// `log::error!`; the others still run. A callback borrows the value with
+    /// [`result`](Self::result); [`into_result`](Self::into_result) there answers
+    /// [`Error::InOwnCallback`], since the callbacks share the future while they run.
     pub fn add_done_callback(&self, f: impl FnOnce(&Future<T>) + Send + 'static) {
         let mut waiters = lock(&self.inner.waiters);
         if !self.inner.is_done() {
