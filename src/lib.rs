@@ -5,7 +5,9 @@
 //!
 //! Submit a closure to a pool, get a [`Future`], read its result when you need it: block
 //! with [`Future::result`], give up after a while with [`Future::result_timeout`], or move
-//! the value out with [`Future::into_result`].
+//! the value out with [`Future::into_result`]. Every clone of a future is a handle to the
+//! same value: any handle borrows it, only the last one moves it out (others alive:
+//! [`Error::Shared`], see [`Future`]'s docs for the idioms).
 //!
 //! ```
 //! use concurrent_futures::{CpuPool, Error, Executor};
