@@ -116,6 +116,21 @@ struct Waiters<T> {
     completing: Option<ThreadId>,
 }
 
+impl<T> Waiters<T> {
+    /// True when the current thread runs this future's callbacks: a wait for settling would
+    /// wait for itself. Meaningful once the outcome is set (which is when `completing` is).
+    fn in_own_callback(&self) -> bool {
+        self.completing
+            .is_some_and(|thread| thread == current_thread().id())
+    }
+
+    /// What an `.await` that moves the value out waits for: the completion is over, or it
+    /// never will be for this thread, which [`Future::into_result`] then answers at once.
+    fn settled_for_current(&self) -> bool {
+        self.settled || self.in_own_callback()
+    }
+}
+
 struct Inner<T> {
     /// One of PENDING, RUNNING, CANCELLED, FINISHED; written only under `waiters`' lock.
     state: AtomicU8,
@@ -234,10 +249,7 @@ impl<T> Inner<T> {
                 if waiters.settled || !settled {
                     return Waited::Done(outcome);
                 }
-                if waiters
-                    .completing
-                    .is_some_and(|thread| thread == current_thread().id())
-                {
+                if waiters.in_own_callback() {
                     return Waited::OwnCallback;
                 }
             }
@@ -603,12 +615,12 @@ impl<T> Future<T> {
         self.inner.failed()
     }
 
-    /// Attaches `registration` unless the future is already done (settled, for a settle
-    /// registration); returns whether it was attached.
+    /// Attaches `registration` unless the future is already done (settled, or never to be
+    /// for this thread, for a settle registration); returns whether it was attached.
     pub(crate) fn register(&self, registration: Registration) -> bool {
         let mut waiters = lock(&self.inner.waiters);
         let done = if registration.on_settle {
-            waiters.settled
+            waiters.settled_for_current()
         } else {
             self.inner.is_done()
         };
@@ -707,15 +719,15 @@ impl<T> std::future::IntoFuture for Future<T> {
 ///
 /// # Soundness
 ///
-/// The `&'a T` points into the outcome, which lives in the shared allocation and is written
-/// once, before anyone can read it, and never again. The only code that moves it out is
-/// [`Future::into_result`], through `Arc::try_unwrap`, and only after it has seen itself as
-/// the last handle (`handles == 1`) and dropped itself. The handle borrowed here is a live
-/// handle for all of `'a` (it cannot be dropped or moved into `into_result` while borrowed),
-/// so for all of `'a` the count is at least 2 for any other caller of `into_result`, which
-/// then answers [`Error::Shared`] without touching the value, and the allocation itself stays
-/// alive. This is the argument that makes [`Future::result`]'s `&T` sound, with the borrow
-/// held across polls instead of one call.
+/// The `&'a T` points into the outcome, which lives in the shared allocation, is written
+/// once before anyone can read it, and is never written again. Only [`Future::into_result`]
+/// moves it out, and only through `Arc::try_unwrap` on that allocation, which fails while any
+/// other `Arc` of it exists. Every handle holds one, and the handle borrowed here cannot be
+/// dropped or moved (into `into_result`, say) while `'a` lasts; so for all of `'a` the value
+/// stays where the reference points and the allocation stays alive. (Before it gets that
+/// far, `into_result` sees the borrowed handle in the count of handles and answers
+/// [`Error::Shared`] without touching the value.) It is the argument that makes
+/// [`Future::result`]'s `&T` sound, with the borrow held across polls instead of one call.
 impl<'a, T> std::future::IntoFuture for &'a Future<T> {
     type Output = Result<&'a T, Error>;
     type IntoFuture = AwaitingRef<'a, T>;
@@ -777,7 +789,7 @@ impl AwaitSlot {
             Some(slot) => {
                 slot.set(cx.waker());
                 if on_settle {
-                    lock(&future.inner.waiters).settled
+                    lock(&future.inner.waiters).settled_for_current()
                 } else {
                     future.inner.is_done()
                 }

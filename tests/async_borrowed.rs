@@ -6,59 +6,14 @@ mod common;
 
 use std::future::{Future as _, IntoFuture};
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::Duration;
 
 use common::*;
 use concurrent_futures::{CpuPool, Error, Executor, Promise};
-
-/// Unparks the thread that made it and counts the wake-ups.
-struct Unpark {
-    thread: thread::Thread,
-    wakes: AtomicUsize,
-}
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.wakes.fetch_add(1, Ordering::SeqCst);
-        self.thread.unpark();
-    }
-}
-
-fn signal() -> Arc<Unpark> {
-    Arc::new(Unpark {
-        thread: thread::current(),
-        wakes: AtomicUsize::new(0),
-    })
-}
-
-/// A minimal `block_on`: poll, park until woken, repeat. Gives up after `LONG` without a
-/// wake-up, so a lost wake-up fails the test instead of hanging it. Returns the output and
-/// the number of wake-ups.
-fn block_on<F: std::future::Future>(future: F) -> (F::Output, usize) {
-    let signal = signal();
-    let waker = Waker::from(signal.clone());
-    let mut cx = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return (output, signal.wakes.load(Ordering::SeqCst));
-        }
-        let before = signal.wakes.load(Ordering::SeqCst);
-        thread::park_timeout(LONG);
-        assert!(
-            signal.wakes.load(Ordering::SeqCst) > before,
-            "no wake-up within {LONG:?}"
-        );
-    }
-}
 
 #[test]
 fn await_on_a_borrowed_future_while_another_handle_is_alive() {

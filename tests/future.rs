@@ -14,7 +14,6 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::Duration;
 
@@ -531,27 +530,6 @@ fn future_is_send_and_sync_and_cheap_to_clone() {
         std::mem::size_of::<Future<[u8; 1024]>>(),
         std::mem::size_of::<usize>()
     );
-}
-
-/// A minimal `block_on`: poll, park until woken, repeat (what pollster does).
-fn block_on<F: std::future::Future>(future: F) -> (F::Output, usize) {
-    struct Unpark(thread::Thread, AtomicUsize);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.1.fetch_add(1, Ordering::SeqCst);
-            self.0.unpark();
-        }
-    }
-    let signal = Arc::new(Unpark(thread::current(), AtomicUsize::new(0)));
-    let waker = Waker::from(signal.clone());
-    let mut cx = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return (output, signal.1.load(Ordering::SeqCst));
-        }
-        thread::park_timeout(LONG);
-    }
 }
 
 #[test]
