@@ -37,9 +37,23 @@ pub enum Error {
     TaskTimeout,
     /// The task was submitted after `shutdown` (CPython raises `RuntimeError`).
     Shutdown,
-    /// The operation does not fit the future's state: completing a future twice, moving the
-    /// value out of a future that other handles still share (`InvalidStateError`).
+    /// A [`Promise`](crate::Promise) was asked to start or complete a future that is already
+    /// running or done: the first outcome stays (`InvalidStateError`).
     InvalidState,
+    /// [`Future::into_result`](crate::Future::into_result) (or `.await` on an owned future)
+    /// could not move the value out because `others` other handles to the future were alive
+    /// (clones, a copy kept as a map key, the futures in `wait`'s split). Nothing is lost: the
+    /// value stays in the future. Drop the other handles first, or borrow the value instead,
+    /// with [`Future::result`](crate::Future::result) (`.cloned()` for a `Clone` value) or
+    /// `(&future).await`.
+    Shared {
+        /// How many other handles were alive at the moment of the check.
+        others: usize,
+    },
+    /// [`Future::into_result`](crate::Future::into_result) was called inside one of the
+    /// future's own done-callbacks. The callbacks share the future while they run, so its value
+    /// cannot be moved out there: borrow it with [`Future::result`](crate::Future::result).
+    InOwnCallback,
     /// A task's argument or result could not be serialized or deserialized (process wire).
     Serialization {
         /// The serializer's own message.
@@ -80,8 +94,22 @@ impl fmt::Display for Error {
             }
             Error::Shutdown => f.write_str("cannot schedule new work after shutdown"),
             Error::InvalidState => {
-                f.write_str("operation not allowed in the future's current state")
+                f.write_str("the future is already running or done; the first outcome stays")
             }
+            Error::Shared { others: 1 } => f.write_str(
+                "cannot move the value out of the future: 1 other handle to it is alive; drop \
+                 it first, or borrow the value with `result()` or `(&future).await`",
+            ),
+            Error::Shared { others } => write!(
+                f,
+                "cannot move the value out of the future: {others} other handles to it are \
+                 alive; drop them first, or borrow the value with `result()` or \
+                 `(&future).await`"
+            ),
+            Error::InOwnCallback => f.write_str(
+                "cannot move the value out of a future inside its own done-callback, which \
+                 shares it; borrow the value with `result()`",
+            ),
             Error::Serialization { message } => {
                 write!(
                     f,

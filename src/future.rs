@@ -116,6 +116,21 @@ struct Waiters<T> {
     completing: Option<ThreadId>,
 }
 
+impl<T> Waiters<T> {
+    /// True when the current thread runs this future's callbacks: a wait for settling would
+    /// wait for itself. Meaningful once the outcome is set (which is when `completing` is).
+    fn in_own_callback(&self) -> bool {
+        self.completing
+            .is_some_and(|thread| thread == current_thread().id())
+    }
+
+    /// What an `.await` that moves the value out waits for: the completion is over, or it
+    /// never will be for this thread, which [`Future::into_result`] then answers at once.
+    fn settled_for_current(&self) -> bool {
+        self.settled || self.in_own_callback()
+    }
+}
+
 struct Inner<T> {
     /// One of PENDING, RUNNING, CANCELLED, FINISHED; written only under `waiters`' lock.
     state: AtomicU8,
@@ -234,10 +249,7 @@ impl<T> Inner<T> {
                 if waiters.settled || !settled {
                     return Waited::Done(outcome);
                 }
-                if waiters
-                    .completing
-                    .is_some_and(|thread| thread == current_thread().id())
-                {
+                if waiters.in_own_callback() {
                     return Waited::OwnCallback;
                 }
             }
@@ -317,6 +329,53 @@ fn run_callback<T>(future: &Future<T>, callback: Callback<T>) {
 /// assert_eq!(future.state(), State::Finished);
 /// # Ok(())
 /// # }
+/// ```
+///
+/// # Borrowing or moving the value
+///
+/// Every handle can borrow the value: [`result`](Self::result) (`.cloned()` for a `Clone`
+/// value) and `(&future).await`. Moving it out, with [`into_result`](Self::into_result) or
+/// `future.await`, needs the last handle, and answers [`Error::Shared`] while other handles
+/// are alive: a clone kept to cancel later, a copy used as a map key, the futures of `wait`'s
+/// split. Nothing is lost then; borrow instead, or drop the other handles first.
+///
+/// ```
+/// use concurrent_futures::{Error, Promise};
+///
+/// # fn main() -> Result<(), Error> {
+/// let (promise, future) = Promise::new();
+/// let to_cancel = future.clone(); // kept to cancel later: a second handle
+/// promise.run(|| String::from("done"));
+/// assert_eq!(future.result().cloned()?, "done"); // borrow, clone if needed
+/// let Err(shared) = future.clone().into_result() else { unreachable!() };
+/// assert_eq!(shared, Error::Shared { others: 2 }); // `future` and `to_cancel`
+/// drop(to_cancel);
+/// assert_eq!(future.into_result()?, "done"); // the last handle moves it out
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # `.await`
+///
+/// `Future` is not itself a `std::future::Future`: it is
+/// [`IntoFuture`](std::future::IntoFuture), which is what `.await` calls. `future.await` gives
+/// what [`into_result`](Self::into_result) gives; `(&future).await` gives a `Result<&T, _>`,
+/// whatever other handles are alive. A function that takes a `std::future::Future` (a
+/// `block_on`, `spawn`, `select`) needs `future.into_future()` or `async { future.await }`;
+/// the crate docs' Async section shows a whole program.
+///
+/// ```
+/// use concurrent_futures::{Error, Promise};
+/// use std::future::IntoFuture;
+///
+/// fn needs_a_std_future<F: std::future::Future>(f: F) -> F { f }
+///
+/// let (promise, future) = Promise::<u8>::new();
+/// let borrowed = needs_a_std_future((&future).into_future()); // an `AwaitingRef<'_, u8>`
+/// let in_block = needs_a_std_future(async { (&future).await.copied() });
+/// drop((borrowed, in_block));
+/// let _owned = needs_a_std_future(future.into_future()); // an `Awaiting<u8>`
+/// # drop(promise);
 /// ```
 pub struct Future<T> {
     inner: Arc<Inner<T>>,
@@ -417,16 +476,48 @@ impl<T> Future<T> {
     ///
     /// That is possible only when this is the last handle: the one `submit` returned, or the
     /// one [`as_completed`](crate::as_completed) yielded, with no clone of it left alive.
-    /// Callbacks still running in the completing thread do not count: this waits for them;
-    /// called from one of those callbacks (which holds a handle itself), it answers
-    /// [`Error::InvalidState`] at once.
+    /// Callbacks still running in the completing thread do not count: this waits for them.
+    /// With other handles alive it answers [`Error::Shared`] and the value stays; borrow it
+    /// with [`result`](Self::result) (`.cloned()` for a `Clone` value) or `(&future).await`,
+    /// or drop the other handles first. A future that failed gives its error either way.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidState`] when other handles are alive (nothing is lost: they can still
-    /// read the value), or the error the future finished with, as for [`result`](Self::result).
+    /// [`Error::Shared`] when other handles are alive (nothing is lost: they can still read
+    /// the value), [`Error::InOwnCallback`] when called from one of this future's own
+    /// done-callbacks (which share it; at once, instead of waiting for itself), or the error
+    /// the future finished with, as for [`result`](Self::result).
     ///
     /// # Examples
+    ///
+    /// Python's `{executor.submit(f, item): item}` followed by `as_completed`: the map's keys
+    /// are handles too, so take the future out of the map before moving its value out.
+    ///
+    /// ```
+    /// use concurrent_futures::{CpuPool, Executor, Future, as_completed};
+    /// use std::collections::HashMap;
+    /// use std::time::Duration;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = CpuPool::new(2)?;
+    /// let mut words: HashMap<Future<String>, &str> = ["tea", "rust"]
+    ///     .into_iter()
+    ///     .map(|word| (pool.submit(move || word.to_uppercase()), word))
+    ///     .collect();
+    /// let mut shouted = Vec::new();
+    /// let pending: Vec<_> = words.keys().cloned().collect();
+    /// for future in as_completed(pending, Some(Duration::from_secs(30))) {
+    ///     let future = future?;
+    ///     let word = words.remove(&future).expect("every future is a key"); // drops the key
+    ///     shouted.push((word, future.into_result()?)); // the last handle now
+    /// }
+    /// shouted.sort();
+    /// assert_eq!(shouted, [("rust", "RUST".to_string()), ("tea", "TEA".to_string())]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// With another handle alive the error says so, and the value stays for the others:
     ///
     /// ```
     /// use concurrent_futures::{Error, Promise};
@@ -435,7 +526,7 @@ impl<T> Future<T> {
     /// let (promise, future) = Promise::new();
     /// promise.run(|| String::from("owned"));
     /// let other = future.clone();
-    /// assert_eq!(other.into_result(), Err(Error::InvalidState));
+    /// assert_eq!(other.into_result(), Err(Error::Shared { others: 1 }));
     /// let value: String = future.into_result()?;
     /// assert_eq!(value, "owned");
     /// # Ok(())
@@ -444,12 +535,21 @@ impl<T> Future<T> {
     pub fn into_result(self) -> Result<T, Error> {
         match self.inner.wait_for(None, true) {
             Waited::Done(Err(error)) => return Err(error.clone()),
-            // The callback holds a handle to this future, so this cannot be the last one.
-            Waited::OwnCallback => return Err(Error::InvalidState),
+            // The callback holds a handle to this future, so this cannot be the last one; an
+            // error needs no moving, so it is answered as anywhere else.
+            Waited::OwnCallback => {
+                return Err(match self.inner.outcome.get() {
+                    Some(Err(error)) => error.clone(),
+                    _ => Error::InOwnCallback,
+                });
+            }
             Waited::Done(Ok(_)) | Waited::TimedOut => {}
         }
-        if self.inner.handles.load(Ordering::Acquire) != 1 {
-            return Err(Error::InvalidState);
+        let handles = self.inner.handles.load(Ordering::Acquire);
+        if handles != 1 {
+            return Err(Error::Shared {
+                others: handles - 1,
+            });
         }
         let mut inner = Arc::clone(&self.inner);
         drop(self);
@@ -477,7 +577,9 @@ impl<T> Future<T> {
     /// Callbacks run in registration order in the thread that completes the future, outside
     /// any lock (so they may call [`result`](Self::result)); on a future that is already done
     /// `f` runs at once in this thread. A panicking callback is caught and reported through
-    /// `log::error!`; the others still run.
+    /// `log::error!`; the others still run. A callback borrows the value with
+    /// [`result`](Self::result); [`into_result`](Self::into_result) there answers
+    /// [`Error::InOwnCallback`], since the callbacks share the future while they run.
     pub fn add_done_callback(&self, f: impl FnOnce(&Future<T>) + Send + 'static) {
         let mut waiters = lock(&self.inner.waiters);
         if !self.inner.is_done() {
@@ -513,12 +615,12 @@ impl<T> Future<T> {
         self.inner.failed()
     }
 
-    /// Attaches `registration` unless the future is already done (settled, for a settle
-    /// registration); returns whether it was attached.
+    /// Attaches `registration` unless the future is already done (settled, or never to be
+    /// for this thread, for a settle registration); returns whether it was attached.
     pub(crate) fn register(&self, registration: Registration) -> bool {
         let mut waiters = lock(&self.inner.waiters);
         let done = if registration.on_settle {
-            waiters.settled
+            waiters.settled_for_current()
         } else {
             self.inner.is_done()
         };
@@ -597,6 +699,9 @@ impl<T> fmt::Debug for Future<T> {
 
 /// `future.await` in any async runtime: resolves to [`Future::into_result`]'s answer once the
 /// future is settled, woken through the task's `Waker` (no polling thread, no runtime needed).
+///
+/// Like `into_result`, it moves the value out, so it answers [`Error::Shared`] when another
+/// handle is alive; `(&future).await` borrows instead (see the `IntoFuture` for `&Future`).
 impl<T> std::future::IntoFuture for Future<T> {
     type Output = Result<T, Error>;
     type IntoFuture = Awaiting<T>;
@@ -604,24 +709,57 @@ impl<T> std::future::IntoFuture for Future<T> {
     fn into_future(self) -> Awaiting<T> {
         Awaiting {
             future: Some(self),
-            waker: None,
+            slot: AwaitSlot(None),
+        }
+    }
+}
+
+/// `(&future).await`: borrows the value once the future is done, like [`Future::result`]
+/// without blocking, whatever other handles are alive; woken through the task's `Waker`.
+///
+/// # Soundness
+///
+/// The `&'a T` points into the outcome, which lives in the shared allocation, is written
+/// once before anyone can read it, and is never written again. Only [`Future::into_result`]
+/// moves it out, and only through `Arc::try_unwrap` on that allocation, which fails while any
+/// other `Arc` of it exists. Every handle holds one, and the handle borrowed here cannot be
+/// dropped or moved (into `into_result`, say) while `'a` lasts; so for all of `'a` the value
+/// stays where the reference points and the allocation stays alive. (Before it gets that
+/// far, `into_result` sees the borrowed handle in the count of handles and answers
+/// [`Error::Shared`] without touching the value.) It is the argument that makes
+/// [`Future::result`]'s `&T` sound, with the borrow held across polls instead of one call.
+impl<'a, T> std::future::IntoFuture for &'a Future<T> {
+    type Output = Result<&'a T, Error>;
+    type IntoFuture = AwaitingRef<'a, T>;
+
+    fn into_future(self) -> AwaitingRef<'a, T> {
+        AwaitingRef {
+            future: self,
+            slot: AwaitSlot(None),
         }
     }
 }
 
 /// The `std::future::Future` that `.await` on a [`Future`] polls.
 pub struct Awaiting<T> {
+    /// `None` once it returned `Ready`.
     future: Option<Future<T>>,
-    /// Our registration on the future; `None` until the first `Pending`.
-    waker: Option<std::sync::Arc<WakerSlot>>,
+    slot: AwaitSlot,
+}
+
+/// The `std::future::Future` that `.await` on a `&`[`Future`] polls: resolves to a borrow of
+/// the value (or the error) once the future is done.
+pub struct AwaitingRef<'a, T> {
+    future: &'a Future<T>,
+    slot: AwaitSlot,
 }
 
 /// Holds the latest `Waker` of the task awaiting a future.
-struct WakerSlot(std::sync::Mutex<Option<Waker>>);
+struct WakerSlot(Mutex<Option<Waker>>);
 
 impl WakerSlot {
     fn set(&self, waker: &Waker) {
-        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = lock(&self.0);
         if !slot.as_ref().is_some_and(|old| old.will_wake(waker)) {
             *slot = Some(waker.clone());
         }
@@ -630,9 +768,57 @@ impl WakerSlot {
 
 impl Listener for WakerSlot {
     fn notify(&self, _index: usize, _failed: bool) {
-        let waker = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let waker = lock(&self.0).take();
         if let Some(waker) = waker {
             waker.wake();
+        }
+    }
+}
+
+/// An await's registration on its future: attached at the first `Pending`, detached when the
+/// await ends or is dropped, so a dropped await leaves no `Waker` behind.
+struct AwaitSlot(Option<std::sync::Arc<WakerSlot>>);
+
+impl AwaitSlot {
+    /// True once `future` is done (with `on_settle`, once its completion is over); otherwise
+    /// leaves `cx`'s waker registered to be woken when that happens.
+    fn poll_ready<T>(&mut self, future: &Future<T>, on_settle: bool, cx: &Context<'_>) -> bool {
+        let ready = match &self.0 {
+            // Store the new waker first, then look: a completion in between either finds the
+            // new waker or is seen here.
+            Some(slot) => {
+                slot.set(cx.waker());
+                if on_settle {
+                    lock(&future.inner.waiters).settled_for_current()
+                } else {
+                    future.inner.is_done()
+                }
+            }
+            None => {
+                let slot = std::sync::Arc::new(WakerSlot(Mutex::new(Some(cx.waker().clone()))));
+                let registration = Registration {
+                    listener: slot.clone(),
+                    index: 0,
+                    on_settle,
+                };
+                let attached = future.register(registration);
+                if attached {
+                    self.0 = Some(slot);
+                }
+                !attached
+            }
+        };
+        if ready {
+            // Fired, or about to be by the completing thread, which takes it off the future.
+            self.0 = None;
+        }
+        ready
+    }
+
+    fn detach<T>(&mut self, future: &Future<T>) {
+        if let Some(slot) = self.0.take() {
+            let listener: std::sync::Arc<dyn Listener> = slot;
+            future.deregister(&listener, 0);
         }
     }
 }
@@ -640,49 +826,46 @@ impl Listener for WakerSlot {
 impl<T> std::future::Future for Awaiting<T> {
     type Output = Result<T, Error>;
 
+    /// # Panics
+    ///
+    /// If polled again after it returned `Ready` (the value has been moved out).
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(future) = self.future.as_ref() else {
-            return Poll::Ready(Err(Error::InvalidState));
+        let this = &mut *self;
+        let Some(future) = this.future.take() else {
+            panic!("`Awaiting` polled after it returned `Ready`");
         };
-        let settled = match &self.waker {
-            // Store the new waker first, then look: a completion that settles in between
-            // either finds the new waker or is seen here.
-            Some(slot) => {
-                slot.set(cx.waker());
-                lock(&future.inner.waiters).settled
-            }
-            None => {
-                let slot =
-                    std::sync::Arc::new(WakerSlot(std::sync::Mutex::new(Some(cx.waker().clone()))));
-                let registration = Registration {
-                    listener: slot.clone(),
-                    index: 0,
-                    on_settle: true,
-                };
-                let attached = future.register(registration);
-                if attached {
-                    self.waker = Some(slot);
-                }
-                !attached
-            }
-        };
-        if !settled {
-            return Poll::Pending;
+        if this.slot.poll_ready(&future, true, cx) {
+            return Poll::Ready(future.into_result());
         }
-        self.waker = None;
-        match self.future.take() {
-            Some(future) => Poll::Ready(future.into_result()),
-            None => Poll::Ready(Err(Error::InvalidState)),
+        this.future = Some(future);
+        Poll::Pending
+    }
+}
+
+impl<'a, T> std::future::Future for AwaitingRef<'a, T> {
+    type Output = Result<&'a T, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let future: &'a Future<T> = self.future;
+        if self.slot.poll_ready(future, false, cx) {
+            Poll::Ready(as_value(future.inner.outcome.get()))
+        } else {
+            Poll::Pending
         }
     }
 }
 
 impl<T> Drop for Awaiting<T> {
     fn drop(&mut self) {
-        if let (Some(future), Some(slot)) = (&self.future, &self.waker) {
-            let listener: std::sync::Arc<dyn Listener> = slot.clone();
-            future.deregister(&listener, 0);
+        if let Some(future) = &self.future {
+            self.slot.detach(future);
         }
+    }
+}
+
+impl<T> Drop for AwaitingRef<'_, T> {
+    fn drop(&mut self) {
+        self.slot.detach(self.future);
     }
 }
 
@@ -690,6 +873,14 @@ impl<T> fmt::Debug for Awaiting<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Awaiting")
             .field("future", &self.future)
+            .finish()
+    }
+}
+
+impl<T> fmt::Debug for AwaitingRef<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwaitingRef")
+            .field("future", self.future)
             .finish()
     }
 }

@@ -5,7 +5,9 @@
 //!
 //! Submit a closure to a pool, get a [`Future`], read its result when you need it: block
 //! with [`Future::result`], give up after a while with [`Future::result_timeout`], or move
-//! the value out with [`Future::into_result`].
+//! the value out with [`Future::into_result`]. Every clone of a future is a handle to the
+//! same value: any handle borrows it, only the last one moves it out (others alive:
+//! [`Error::Shared`], see [`Future`]'s docs for the idioms).
 //!
 //! ```
 //! use concurrent_futures::{CpuPool, Error, Executor};
@@ -180,37 +182,62 @@
 //!
 //! # Async
 //!
-//! A [`Future`] is also a `std::future::IntoFuture`: `.await` it in any runtime. It resolves
-//! to what [`Future::into_result`] gives, woken through the task's `Waker` (no polling thread).
+//! A [`Future`] is not itself a `std::future::Future` but a `std::future::IntoFuture`, which
+//! is what `.await` calls: `.await` it in any runtime, woken through the task's `Waker` (no
+//! polling thread). `future.await` resolves to what [`Future::into_result`] gives (the value,
+//! moved out of the last handle); `(&future).await` to a borrow of it, like
+//! [`Future::result`], whatever other handles are alive. A function that wants a
+//! `std::future::Future` itself, such as a runtime's `block_on` or `spawn`, takes
+//! `future.into_future()` or `async { future.await }`, not the `Future`.
+//!
+//! The whole program, with a `block_on` of a dozen lines (std's `Wake` and thread parking,
+//! no runtime):
 //!
 //! ```
 //! use concurrent_futures::{CpuPool, Error, Executor};
+//! use std::future::{Future, IntoFuture};
+//! use std::sync::Arc;
+//! use std::task::{Context, Poll, Wake, Waker};
+//! use std::thread::{self, Thread};
+//!
+//! /// Runs `future` to its end on this thread: poll it, sleep until its waker is called, again.
+//! fn block_on<F: Future>(future: F) -> F::Output {
+//!     struct Unpark(Thread);
+//!     impl Wake for Unpark {
+//!         fn wake(self: Arc<Self>) {
+//!             self.0.unpark();
+//!         }
+//!     }
+//!     let waker = Waker::from(Arc::new(Unpark(thread::current())));
+//!     let mut cx = Context::from_waker(&waker);
+//!     let mut future = std::pin::pin!(future);
+//!     loop {
+//!         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+//!             return output;
+//!         }
+//!         thread::park(); // returns at once if `wake` came first
+//!     }
+//! }
 //!
 //! async fn sum_on(pool: &CpuPool) -> Result<u64, Error> {
 //!     let a = pool.submit(|| (1..=100_u64).sum::<u64>());
 //!     let b = pool.submit(|| (101..=200_u64).sum::<u64>());
-//!     Ok(a.await? + b.await?)
+//!     Ok(a.await? + b.await?) // each moves its value out
 //! }
-//! # // A minimal `block_on`, so that this example needs no runtime.
-//! # fn block_on<F: std::future::Future>(future: F) -> F::Output {
-//! #     struct Unpark(std::thread::Thread);
-//! #     impl std::task::Wake for Unpark {
-//! #         fn wake(self: std::sync::Arc<Self>) { self.0.unpark() }
-//! #     }
-//! #     let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
-//! #     let mut cx = std::task::Context::from_waker(&waker);
-//! #     let mut future = std::pin::pin!(future);
-//! #     loop {
-//! #         if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) { return out; }
-//! #         std::thread::park();
-//! #     }
-//! # }
 //!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let pool = CpuPool::new(2)?;
-//! assert_eq!(block_on(sum_on(&pool))?, 20_100);
-//! # Ok(())
-//! # }
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let pool = CpuPool::new(2)?;
+//!     assert_eq!(block_on(sum_on(&pool))?, 20_100);
+//!
+//!     // A `Future` is `IntoFuture`: hand a `std::future::Future` made from it to `block_on`.
+//!     let words = pool.submit(|| vec!["async", "and", "threads"]);
+//!     let keep = words.clone(); // a second handle, e.g. to cancel later
+//!     assert_eq!(block_on((&words).into_future())?.len(), 3); // borrows: fine while shared
+//!     assert_eq!(block_on(async { (&keep).await.map(|w| w[0]) })?, "async");
+//!     drop(keep);
+//!     assert_eq!(block_on(words.into_future())?, ["async", "and", "threads"]); // the last one
+//!     Ok(())
+//! }
 //! ```
 //!
 //! # Your own executor
@@ -283,7 +310,7 @@ pub use build_error::BuildError;
 pub use cpu::{CpuPool, CpuPoolBuilder};
 pub use error::Error;
 pub use executor::{Executor, FnExecutor, InlineExecutor, Payload};
-pub use future::{Awaiting, Future, Promise, State};
+pub use future::{Awaiting, AwaitingRef, Future, Promise, State};
 #[cfg(not(loom))]
 pub use io::{IoPool, IoPoolBuilder};
 pub use map::{Chunk, Map, MapUnordered, ParMapExt, TARGET_CHUNK_TIME};

@@ -110,6 +110,31 @@ impl Listener for Countdown {
 /// let split = wait(&[quick_future, slow_future], Some(Duration::from_millis(10)), ReturnWhen::AllCompleted);
 /// assert_eq!((split.done.len(), split.not_done.len()), (1, 1));
 /// ```
+///
+/// The split holds clones of the futures given, so while those are alive
+/// [`into_result`](Future::into_result) on the split's futures answers
+/// [`Error::Shared`](crate::Error::Shared): borrow the values with
+/// [`result`](Future::result), or drop the originals first.
+///
+/// ```
+/// use concurrent_futures::{CpuPool, DoneAndNotDone, Error, Executor, Future, ReturnWhen, wait};
+/// use std::time::Duration;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = CpuPool::new(2)?;
+/// let futures: Vec<_> = (1..=3_u64).map(|n| pool.submit(move || vec![n; 2])).collect();
+/// let DoneAndNotDone { done, not_done } =
+///     wait(&futures, Some(Duration::from_secs(30)), ReturnWhen::AllCompleted);
+/// assert!(not_done.is_empty());
+/// let sum: u64 = done.iter().map(|f| f.result().map(|v| v.iter().sum::<u64>())).sum::<Result<_, _>>()?;
+/// assert_eq!(sum, 12); // borrowed, with `futures` still alive
+/// assert_eq!(done[0].clone().into_result(), Err(Error::Shared { others: 2 }));
+/// drop(futures); // the split's futures are the last handles now
+/// let vectors: Vec<Vec<u64>> = done.into_iter().map(Future::into_result).collect::<Result<_, _>>()?;
+/// assert_eq!(vectors, [[1, 1], [2, 2], [3, 3]]);
+/// # Ok(())
+/// # }
+/// ```
 pub fn wait<T>(
     futures: &[Future<T>],
     timeout: Option<Duration>,

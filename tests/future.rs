@@ -14,7 +14,6 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::Duration;
 
@@ -445,14 +444,57 @@ fn into_result_moves_a_value_that_is_not_clone() {
     assert_eq!(future.into_result().map(|v| v.0), Ok("moved".to_string()));
 }
 
+/// Issue 12, item 1: the error says that other handles are alive, how many, and what to do;
+/// the value stays for them.
 #[test]
-fn into_result_with_another_handle_alive_is_invalid_and_loses_nothing() {
+fn into_result_with_other_handles_alive_says_so_and_loses_nothing() {
     let (promise, future) = Promise::new();
     promise.run(|| vec![1, 2, 3]);
     let other = future.clone();
-    assert_eq!(future.into_result(), Err(Error::InvalidState));
-    assert_eq!(other.result(), Ok(&vec![1, 2, 3]));
+    let error = future.clone().into_result().unwrap_err();
+    assert_eq!(error, Error::Shared { others: 2 });
+    assert_eq!(
+        error.to_string(),
+        "cannot move the value out of the future: 2 other handles to it are alive; drop them \
+         first, or borrow the value with `result()` or `(&future).await`"
+    );
+    let error = future.into_result().unwrap_err();
+    assert_eq!(error, Error::Shared { others: 1 });
+    assert!(
+        error
+            .to_string()
+            .contains("1 other handle to it is alive; drop it first"),
+        "{error}"
+    );
+    assert_eq!(other.result().cloned(), Ok(vec![1, 2, 3]));
     assert_eq!(other.into_result(), Ok(vec![1, 2, 3]));
+}
+
+/// Issue 12, item 1: `.await` on an owned future moves the value out like `into_result`,
+/// and says the same when another handle is alive.
+#[test]
+fn await_with_another_handle_alive_says_so() {
+    let future = successful();
+    let other = future.clone();
+    assert_eq!(
+        block_on(async move { future.await }).0,
+        Err(Error::Shared { others: 1 })
+    );
+    assert_eq!(block_on(async move { other.await }).0, Ok(42));
+}
+
+/// Issue 12, item 1: `InvalidState` keeps CPython's meaning, a promise completing a future
+/// that is already done, and its message says that.
+#[test]
+fn invalid_state_is_a_second_completion() {
+    let (mut promise, _future) = Promise::new();
+    promise.set_result(1).unwrap();
+    let error = promise.set_result(2).unwrap_err();
+    assert_eq!(error, Error::InvalidState);
+    assert_eq!(
+        error.to_string(),
+        "the future is already running or done; the first outcome stays"
+    );
 }
 
 #[test]
@@ -488,27 +530,6 @@ fn future_is_send_and_sync_and_cheap_to_clone() {
         std::mem::size_of::<Future<[u8; 1024]>>(),
         std::mem::size_of::<usize>()
     );
-}
-
-/// A minimal `block_on`: poll, park until woken, repeat (what pollster does).
-fn block_on<F: std::future::Future>(future: F) -> (F::Output, usize) {
-    struct Unpark(thread::Thread, AtomicUsize);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.1.fetch_add(1, Ordering::SeqCst);
-            self.0.unpark();
-        }
-    }
-    let signal = Arc::new(Unpark(thread::current(), AtomicUsize::new(0)));
-    let waker = Waker::from(signal.clone());
-    let mut cx = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return (output, signal.1.load(Ordering::SeqCst));
-        }
-        thread::park_timeout(LONG);
-    }
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 #![cfg(loom)]
 
+use std::future::IntoFuture;
 use std::time::Duration;
 
 use concurrent_futures::{Error, Promise, ReturnWhen, State, as_completed, loom_support, wait};
@@ -86,6 +87,53 @@ fn into_result_vs_settle() {
         let completer = thread::spawn(move || promise.set_result(9).unwrap());
         assert_eq!(future.into_result(), Ok(9));
         completer.join().unwrap();
+    });
+}
+
+/// A minimal `block_on` for the models: poll, park until the waker unparks this thread. A
+/// lost wake-up leaves every thread blocked, which loom reports.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        thread::park();
+    }
+}
+
+/// `future.await` racing a completion that still runs callbacks: woken once it is settled,
+/// never too early (which would fail with `Error::Shared`), never missed.
+#[test]
+fn await_vs_settle() {
+    loom::model(|| {
+        let (mut promise, future) = Promise::<u32>::new();
+        future.add_done_callback(|f| assert!(f.done()));
+        let completer = thread::spawn(move || promise.set_result(9).unwrap());
+        assert_eq!(block_on(future.into_future()), Ok(9));
+        completer.join().unwrap();
+    });
+}
+
+/// `(&future).await`, with another handle alive, racing the completion: never misses it,
+/// and leaves no listener behind.
+#[test]
+fn borrowed_await_vs_completion() {
+    loom::model(|| {
+        let (mut promise, future) = Promise::<u32>::new();
+        let kept = future.clone();
+        let completer = thread::spawn(move || promise.set_result(4).unwrap());
+        assert_eq!(block_on((&future).into_future()), Ok(&4));
+        completer.join().unwrap();
+        assert_eq!(loom_support::listener_count(&kept), 0);
     });
 }
 

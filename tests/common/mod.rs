@@ -1,10 +1,14 @@
 //! Fixtures shared by the ported CPython tests: futures in each state (CPython's
-//! `create_future` helpers in `util.py`), a background completer, and a logger that keeps
-//! what the crate logs so tests can read it.
+//! `create_future` helpers in `util.py`), a background completer, a logger that keeps
+//! what the crate logs so tests can read it, and a minimal `block_on` for `.await`.
 
 #![allow(dead_code)] // each test binary uses its own subset
 
-use std::sync::{Mutex, Once};
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread;
 use std::time::Duration;
 
 use concurrent_futures::{Error, Future, Promise};
@@ -132,5 +136,52 @@ impl concurrent_futures::Executor for ThreadPerTask {
 
     fn max_workers(&self) -> usize {
         4
+    }
+}
+
+/// Unparks the thread that made it and counts the wake-ups.
+pub struct Unpark {
+    thread: thread::Thread,
+    /// Wake-ups so far.
+    pub wakes: AtomicUsize,
+}
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+        self.thread.unpark();
+    }
+}
+
+/// A fresh waker target for the current thread.
+pub fn signal() -> Arc<Unpark> {
+    Arc::new(Unpark {
+        thread: thread::current(),
+        wakes: AtomicUsize::new(0),
+    })
+}
+
+/// A minimal `block_on`: poll, park until woken, repeat. Gives up after `LONG` without a
+/// wake-up, so a lost wake-up fails the test instead of hanging it. Returns the output and
+/// the number of wake-ups.
+pub fn block_on<F: std::future::Future>(future: F) -> (F::Output, usize) {
+    let signal = signal();
+    let waker = Waker::from(signal.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut future = pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return (output, signal.wakes.load(Ordering::SeqCst));
+        }
+        let before = signal.wakes.load(Ordering::SeqCst);
+        thread::park_timeout(LONG);
+        assert!(
+            signal.wakes.load(Ordering::SeqCst) > before,
+            "no wake-up within {LONG:?}"
+        );
     }
 }
