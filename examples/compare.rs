@@ -11,7 +11,11 @@
 //! tasks of about 10 ms, and 200 sleeps of 10 ms on 50 workers. Backends: ours (`CpuPool`,
 //! `IoPool`, `ProcessPool`; two workers unless the workload says otherwise), and the peers a
 //! user would otherwise pick: a plain loop, rayon, `std::thread::scope`, and CPython's
-//! `concurrent.futures` (`benches/peers/cpython.py`, when `python3` is on the PATH).
+//! `concurrent.futures` (`benches/peers/cpython.py`, when `python3` is on the PATH). A plain
+//! loop has no task to submit, so it has no round trip or gather: those cells show "—".
+//!
+//! The table has a row per backend and a column per workload, and fits 100 columns
+//! (`tests/examples_run.rs` checks it).
 //!
 //! Each cell is the median of several repetitions (fewer for slow cells, so that the whole
 //! run stays under a minute on two cores); ours carry their ratio to the best peer in the row.
@@ -40,9 +44,11 @@ const BACKENDS: [&str; 7] = [
 const OURS: usize = 3;
 const PEERS: usize = OURS + 1;
 
-/// A workload: its name, how its cells are shown, and how many items it runs.
+/// A workload: its name, its column's head in the table, how its cells are shown, and how many
+/// items it runs.
 struct Workload {
     name: &'static str,
+    head: &'static str,
     /// Show the time per item (true) or for the whole workload (false).
     per_item: bool,
     items: u64,
@@ -51,26 +57,31 @@ struct Workload {
 const WORKLOADS: [Workload; 5] = [
     Workload {
         name: "round trip",
+        head: "round trip",
         per_item: true,
         items: 1,
     },
     Workload {
         name: "gather 10k",
+        head: "gather 10k",
         per_item: true,
         items: 10_000,
     },
     Workload {
         name: "par_map 1M trivial",
+        head: "par_map 1M",
         per_item: true,
         items: 1_000_000,
     },
     Workload {
         name: "cpu 32x10ms",
+        head: "cpu 32x10ms",
         per_item: false,
         items: 32,
     },
     Workload {
         name: "io 200x10ms",
+        head: "io 200x10ms",
         per_item: false,
         items: 200,
     },
@@ -182,17 +193,10 @@ fn on_pool<E: FnExecutor>(pool: &E, workload: &Workload, spin_iterations: u64) -
     }
 }
 
+/// A plain loop, for the workloads where one means something ([`meaningful`]).
 fn sequential(workload: &Workload, spin_iterations: u64) -> f64 {
     match workload.name {
-        "round trip" => {
-            let ops = size(100_000);
-            median(|| {
-                (0..ops).for_each(|i| {
-                    black_box(trivial(i));
-                })
-            }) / ops as f64
-        }
-        "gather 10k" | "par_map 1M trivial" => median(|| {
+        "par_map 1M trivial" => median(|| {
             black_box((0..size(workload.items)).map(trivial).collect::<Vec<_>>());
         }),
         "cpu 32x10ms" => median(|| {
@@ -313,12 +317,23 @@ fn cpython() -> Vec<(String, f64, u64)> {
         .collect()
 }
 
+/// A duration in at most 8 characters (below 100 s).
 fn format_seconds(seconds: f64) -> String {
     match seconds {
         s if s < 1e-6 => format!("{:.1} ns", s * 1e9),
-        s if s < 1e-3 => format!("{:.2} µs", s * 1e6),
+        s if s < 1e-4 => format!("{:.2} µs", s * 1e6),
+        s if s < 1e-3 => format!("{:.1} µs", s * 1e6),
         s if s < 1.0 => format!("{:.1} ms", s * 1e3),
         s => format!("{s:.2} s"),
+    }
+}
+
+/// A ratio in at most 7 characters, parentheses included.
+fn format_ratio(ratio: f64) -> String {
+    match ratio {
+        r if r < 10.0 => format!("({r:.2}x)"),
+        r if r < 999.5 => format!("({r:.0}x)"),
+        _ => "(>999x)".to_owned(),
     }
 }
 
@@ -331,50 +346,55 @@ fn shown(cell: &Cell, workload: &Workload) -> f64 {
     }
 }
 
+/// Whether `backend` has a figure for `workload` that means something: a plain loop has no
+/// task to submit, so its round trip and gather would time an empty loop.
+fn meaningful(workload: &Workload, backend: &str) -> bool {
+    !(backend == "sequential" && matches!(workload.name, "round trip" | "gather 10k"))
+}
+
+/// The widths that keep the table within 100 columns: a backend's name, then one column per
+/// workload, each wide enough for a time and a ratio ("25.53 µs (1.60x)").
+const LABEL_WIDTH: usize = 14;
+const CELL_WIDTH: usize = 17;
+
+/// One row per backend, one column per workload (the transpose fits 100 columns where seven
+/// backends side by side did not); "—" where a cell has no meaning or was not measured.
 fn print_table(cells: &[Cell]) {
-    let width = 21;
-    print!("{:<26}", "workload");
-    BACKENDS.iter().for_each(|b| print!("{b:>width$}"));
+    let (label, cell) = (LABEL_WIDTH, CELL_WIDTH);
+    print!("{:<label$}", "");
+    WORKLOADS.iter().for_each(|w| print!("{:>cell$}", w.head));
     println!();
-    for workload in &WORKLOADS {
-        let row: Vec<Option<&Cell>> = BACKENDS
-            .iter()
-            .map(|b| {
-                cells
-                    .iter()
-                    .find(|c| c.workload == workload.name && c.backend == *b)
-            })
-            .collect();
-        let best_peer = row[PEERS..]
-            .iter()
-            .flatten()
-            .map(|c| shown(c, workload))
-            .min_by(f64::total_cmp);
-        let unit = if workload.per_item {
-            "per item"
-        } else {
-            "total"
-        };
-        print!("{:<26}", format!("{} ({unit})", workload.name));
-        for (column, cell) in row.iter().enumerate() {
-            let text = match (cell, best_peer) {
-                (None, _) => "-".to_owned(),
-                (Some(cell), Some(best)) if column < OURS => {
-                    format!(
-                        "{} ({:.2}x)",
-                        format_seconds(shown(cell, workload)),
-                        shown(cell, workload) / best
-                    )
+    print!("{:<label$}", "");
+    WORKLOADS
+        .iter()
+        .for_each(|w| print!("{:>cell$}", if w.per_item { "per item" } else { "total" }));
+    println!();
+    for (column, backend) in BACKENDS.iter().enumerate() {
+        print!("{backend:<label$}");
+        for workload in &WORKLOADS {
+            let found = cells
+                .iter()
+                .find(|c| c.workload == workload.name && c.backend == *backend);
+            let best_peer = cells
+                .iter()
+                .filter(|c| c.workload == workload.name)
+                .filter(|c| BACKENDS[PEERS..].contains(&c.backend))
+                .map(|c| shown(c, workload))
+                .min_by(f64::total_cmp);
+            let text = match (found, best_peer) {
+                (None, _) => "—".to_owned(),
+                (Some(found), Some(best)) if column < OURS => {
+                    let time = shown(found, workload);
+                    format!("{} {}", format_seconds(time), format_ratio(time / best))
                 }
-                (Some(cell), _) => format_seconds(shown(cell, workload)),
+                (Some(found), _) => format_seconds(shown(found, workload)),
             };
-            print!("{text:>width$}");
+            print!("{text:>cell$}");
         }
         println!();
     }
-    println!(
-        "(ours: ratio to the best of rayon, thread::scope and CPython in the row; below 1 is faster)"
-    );
+    println!("(ours: time, then its ratio to the best of rayon, thread::scope and CPython for the");
+    println!(" same workload; below 1 is faster. —: no meaning for that backend, or not run)");
 }
 
 fn print_json(cells: &[Cell]) {
@@ -404,7 +424,8 @@ fn advise(cells: &[Cell]) {
         time("cpu 32x10ms", "ProcessPool"),
     ) {
         println!(
-            "CPU-bound closures: CpuPool ({:.2}x the sequential speed here); ProcessPool ({:.2}x) when tasks must be isolated or may crash.",
+            "CPU-bound closures: CpuPool ({:.2}x the sequential speed here);\n  ProcessPool \
+             ({:.2}x) when tasks must be isolated or may crash.",
             seq / cpu,
             seq / process
         );
@@ -416,7 +437,8 @@ fn advise(cells: &[Cell]) {
         time("round trip", "IoPool"),
     ) {
         println!(
-            "Blocking I/O: IoPool ({:.0}x sequential with 50 workers); for many tiny tasks either thread pool (round trip {} on CpuPool, {} on IoPool).",
+            "Blocking I/O: IoPool ({:.0}x sequential with 50 workers);\n  for many tiny tasks \
+             either thread pool (round trip {} on CpuPool,\n  {} on IoPool).",
             seq / io,
             format_seconds(cpu_trip),
             format_seconds(io_trip)
@@ -472,12 +494,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             on_pool(process, workload, spin_iterations),
             items,
         );
-        record(
-            workload.name,
-            "sequential",
-            sequential(workload, spin_iterations),
-            items,
-        );
+        if meaningful(workload, "sequential") {
+            record(
+                workload.name,
+                "sequential",
+                sequential(workload, spin_iterations),
+                items,
+            );
+        }
         record(
             workload.name,
             "rayon",

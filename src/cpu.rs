@@ -104,7 +104,7 @@ impl CpuPool {
     /// down, or dropping it, waits for its own tasks only and leaves rayon's threads alone.
     pub fn global() -> Self {
         CpuPool {
-            queue: Arc::new(TaskQueue::new()),
+            queue: Arc::new(TaskQueue::new(true)),
             own: None,
         }
     }
@@ -228,6 +228,8 @@ type NameFn = Box<dyn FnMut(usize) -> String>;
 pub struct CpuPoolBuilder {
     num_threads: Option<usize>,
     thread_name: Option<NameFn>,
+    /// The opposite of `print_panics`, so that the derived default prints.
+    silent_panics: bool,
 }
 
 impl CpuPoolBuilder {
@@ -242,6 +244,15 @@ impl CpuPoolBuilder {
     /// with `k` counting the pools of the process.
     pub fn thread_name(mut self, name: impl FnMut(usize) -> String + 'static) -> Self {
         self.thread_name = Some(Box::new(name));
+        self
+    }
+
+    /// Whether a task's panic also goes through the panic hook, which prints it on standard
+    /// error (`true`, the default), or only into its future as
+    /// [`Error::Panicked`](crate::Error::Panicked) (`false`, CPython's way). The same option,
+    /// with the same default, exists on every pool; see the crate docs, "Panics in tasks".
+    pub fn print_panics(mut self, print: bool) -> Self {
+        self.silent_panics = !print;
         self
     }
 
@@ -300,7 +311,7 @@ impl CpuPoolBuilder {
             Ok(pool) => {
                 let threads = Mutex::new(std::mem::take(&mut *lock(&threads)));
                 Ok(CpuPool {
-                    queue: Arc::new(TaskQueue::new()),
+                    queue: Arc::new(TaskQueue::new(!self.silent_panics)),
                     own: Some(OwnPool {
                         pool,
                         threads,
@@ -326,6 +337,7 @@ impl fmt::Debug for CpuPoolBuilder {
                 "thread_name",
                 &self.thread_name.as_ref().map(|_| "Fn(usize) -> String"),
             )
+            .field("print_panics", &!self.silent_panics)
             .finish()
     }
 }

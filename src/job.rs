@@ -3,11 +3,18 @@
 //! worker takes them, counts what is unfinished and knows whether the pool was shut down
 //! ([`TaskQueue`]).
 //!
+//! It also holds the thread pools' side of the rule for a task's panic (see
+//! [`print_panics`](crate::CpuPoolBuilder::print_panics)): a thread that runs a task of a
+//! queue built with `print_panics(false)` is marked, and the panic hook installed by
+//! [`silence_marked_panics`] skips the hook it wraps for panics on a marked thread.
+//!
 //! The pools keep their own queue, rather than leaving the order to rayon or to a channel,
 //! because `shutdown(cancel_futures = true)` must find every task that has not started, and a
 //! queue it can drain is the cheapest place to find them.
 
+use std::cell::Cell;
 use std::fmt;
+use std::sync::Once;
 
 use crossbeam_deque::{Injector, Steal};
 
@@ -76,23 +83,63 @@ pub(crate) struct TaskQueue {
     /// Wakes `wait_until_finished` callers; only touched once the queue is shut down.
     finished_lock: Mutex<()>,
     finished: Wakeup,
+    /// Whether a panic in one of its tasks goes through the panic hook (the default) or not.
+    print_panics: bool,
 }
 
 std::thread_local! {
     /// The queue whose task this thread is running (its address), 0 for none.
-    static RUNNING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    static RUNNING: Cell<usize> = const { Cell::new(0) };
+    /// Whether this thread runs a task whose panics must not reach the panic hook.
+    static SILENT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with this thread's panics kept from the panic hook (`print == false`) or not, and
+/// restores the previous choice afterwards, also when `f` unwinds. The pools that build with
+/// `print_panics(false)` have called [`silence_marked_panics`] before any task runs.
+pub(crate) fn with_print_panics<R>(print: bool, f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SILENT.with(|silent| silent.set(self.0));
+        }
+    }
+    let _restore = Restore(SILENT.with(|silent| silent.replace(!print)));
+    f()
+}
+
+/// Installs, once per process, a panic hook that wraps the current one and skips it for a
+/// panic on a thread marked by [`with_print_panics`]. Wrapping, not replacing: every other
+/// panic still reaches the hook that was there. A hook set later replaces this one, and the
+/// pools' panics print again through it.
+pub(crate) fn silence_marked_panics() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            // `try_with`: a panic while this thread's locals are being destroyed still prints.
+            if !SILENT.try_with(Cell::get).unwrap_or(false) {
+                previous(info);
+            }
+        }));
+    });
 }
 
 const SHUT_DOWN: usize = 1;
 const ONE_TASK: usize = 2;
 
 impl TaskQueue {
-    pub(crate) fn new() -> Self {
+    /// An empty queue whose tasks' panics go through the panic hook if `print_panics`.
+    pub(crate) fn new(print_panics: bool) -> Self {
+        if !print_panics {
+            silence_marked_panics();
+        }
         TaskQueue {
             tasks: Injector::new(),
             state: std::sync::atomic::AtomicUsize::new(0),
             finished_lock: Mutex::new(()),
             finished: Wakeup::new(),
+            print_panics,
         }
     }
 
@@ -141,7 +188,7 @@ impl TaskQueue {
             }
         }
         let _restore = Restore(RUNNING.with(|running| running.replace(self.id())));
-        task.run();
+        with_print_panics(self.print_panics, || task.run());
         self.finish_one();
     }
 
@@ -196,7 +243,7 @@ impl TaskQueue {
     /// for can run even when they queue behind the caller on the same threads.
     pub(crate) fn wait_until_finished(&self) {
         use std::sync::atomic::Ordering::SeqCst;
-        if RUNNING.with(std::cell::Cell::get) == self.id() {
+        if RUNNING.with(Cell::get) == self.id() {
             return;
         }
         let mut guard = lock(&self.finished_lock);

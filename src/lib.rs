@@ -44,6 +44,34 @@
 //! # }
 //! ```
 //!
+//! # Panics in tasks
+//!
+//! One rule on every pool: a task's panic goes into its future, and *also* through the panic
+//! hook, as any panic in Rust does, so by default it is printed on standard error with where
+//! it happened (and a backtrace under `RUST_BACKTRACE=1`), even when nobody reads the future.
+//! On [`CpuPool`] and [`IoPool`] that is the program's hook on the pool's thread; in a
+//! [`ProcessPool`] worker std's hook prints on the worker's standard error, which is the
+//! program's; on an `MpiPool` rank, the hook that rank had. CPython prints nothing and leaves
+//! the exception to whoever reads the future: `print_panics(false)`, the same option on every
+//! pool's builder, does that. It also covers an initializer's panic.
+//!
+//! ```
+//! use concurrent_futures::{CpuPool, Error, Executor};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let quiet = CpuPool::builder().num_threads(1).print_panics(false).build()?;
+//! let failed = quiet.submit(|| -> u32 { panic!("expected, and not printed") });
+//! assert!(matches!(failed.result(), Err(Error::Panicked { .. })));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! On the thread pools, `print_panics(false)` works through a panic hook installed once, at the
+//! first such pool, that wraps the hook already set and skips it for panics in those pools'
+//! tasks; every other panic still reaches the wrapped hook. A hook set after that replaces the
+//! wrapper, and the pools' panics reach it again: set your own hook before building the pool.
+//! A [`ProcessPool::fork`] child keeps the program's hook.
+//!
 //! # Parallel maps
 //!
 //! [`Executor::map`] and [`ParMapExt::par_map`] run a closure over any iterator on a pool and
@@ -268,6 +296,9 @@
 //!   main's rule), and chunks work for thread pools too.
 //! * A [`ProcessPool`] replaces a worker that died instead of breaking the whole pool (ask for
 //!   CPython's behaviour with `OnWorkerDeath::BreakPool`).
+//! * A task's panic is printed through the panic hook as well as kept in its future (CPython
+//!   prints nothing); `print_panics(false)` on any pool's builder turns that off (see "Panics
+//!   in tasks").
 
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]

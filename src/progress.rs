@@ -2,6 +2,7 @@
 //! like tqdm's `thread_map` (feature `progress`).
 
 use std::fmt;
+use std::io::Write;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -31,7 +32,9 @@ const TICK: Duration = Duration::from_millis(100);
 ///
 /// Every item counts, failed ones included, except the single `Err(Error::Timeout)` that ends
 /// an iteration whose deadline passed: that item is not a task, so the bar stops where it
-/// was and says "timed out". When the iteration ends the bar stays on screen as it is.
+/// was and says "timed out". When the iteration ends, or the iterator is dropped before, the
+/// bar stays on screen as it is, followed by a line break, so that what the program prints
+/// next starts on a line of its own.
 ///
 /// # Examples
 ///
@@ -79,6 +82,30 @@ impl<I> Progress<I> {
     pub fn bar(&self) -> &ProgressBar {
         &self.bar
     }
+
+    /// Leaves the bar on screen as it is (`abandon`, not `finish`, which would move the count
+    /// to the total), with `message` if given, then ends its line: indicatif leaves the cursor
+    /// after the bar, where the program's next line would otherwise start. Once only.
+    fn end(&self, message: Option<&'static str>) {
+        if self.bar.is_finished() {
+            return;
+        }
+        match message {
+            Some(message) => self.bar.abandon_with_message(message),
+            None => self.bar.abandon(),
+        }
+        // `abandon` has drawn the bar's last state and stopped its ticking thread, so nothing
+        // draws after this line break. Nothing to end on a hidden bar.
+        if !self.bar.is_hidden() {
+            let _ = writeln!(std::io::stderr());
+        }
+    }
+}
+
+impl<I> Drop for Progress<I> {
+    fn drop(&mut self) {
+        self.end(None);
+    }
 }
 
 /// The style for a bar of known or unknown length. The templates are constants that a unit
@@ -102,10 +129,9 @@ where
         let item = self.inner.next();
         match &item {
             // The deadline's one error ends the iteration; the items it cut off never ran.
-            Some(Err(Error::Timeout)) => self.bar.abandon_with_message("timed out"),
+            Some(Err(Error::Timeout)) => self.end(Some("timed out")),
             Some(_) => self.bar.inc(1),
-            // `abandon`, not `finish`: `finish` would move the count to the total.
-            None => self.bar.abandon(),
+            None => self.end(None),
         }
         item
     }

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 /// Time for one example, including building it if `cargo test` did not already.
 const BOUND: Duration = Duration::from_secs(300);
 
+/// The examples that need the `examples` feature (their `required-features` in Cargo.toml).
+const NEED_EXAMPLES_FEATURE: [&str; 2] = ["scraper", "images"];
+
 /// Runs example `name` with `args` and returns its standard output; panics with both streams
 /// if it fails or outlives [`BOUND`].
 fn run_example(name: &str, args: &[&str]) -> String {
@@ -18,12 +21,16 @@ fn run_example(name: &str, args: &[&str]) -> String {
     command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(["run", "--quiet", "--example", name]);
-    // The same features as this test, so cargo reuses the examples it has just built.
+    // The same features as this test, so cargo reuses the examples it has just built, plus
+    // what the example requires.
     if cfg!(feature = "progress") {
         command.args(["--features", "progress"]);
     }
     if cfg!(feature = "mpi") {
         command.args(["--features", "mpi"]);
+    }
+    if cfg!(feature = "examples") || NEED_EXAMPLES_FEATURE.contains(&name) {
+        command.args(["--features", "examples"]);
     }
     let mut child = command
         .arg("--")
@@ -206,6 +213,9 @@ fn images_demo_thumbnails_on_every_backend() {
     );
 }
 
+/// Makes its input with the `image` crate, which only the `examples` feature brings (CI's
+/// `cargo test --all-features` runs it).
+#[cfg(feature = "examples")]
 #[test]
 fn images_thumbnails_a_folder_into_another() {
     let dir = tempfile::tempdir().unwrap();
@@ -253,32 +263,71 @@ fn compare_prints_every_backend_and_workload() {
     assert_contains(
         &table,
         &[
-            "CpuPool",
-            "IoPool",
-            "ProcessPool",
-            "sequential",
-            "rayon",
-            "thread::scope",
-            "CPython",
-        ],
-    );
-    assert_contains(
-        &table,
-        &[
             "round trip",
             "gather 10k",
-            "par_map 1M trivial",
+            "par_map 1M",
             "cpu 32x10ms",
             "io 200x10ms",
         ],
     );
+    // A row per backend; a plain loop has no round trip or gather to time.
+    let row = |backend: &str| -> Vec<String> {
+        let line = table
+            .lines()
+            .find(|line| line.starts_with(backend))
+            .unwrap_or_else(|| panic!("no {backend} row in:\n{table}"));
+        // A cell is "—", or a number and its unit, for ours followed by "(ratio x)".
+        let mut cells: Vec<String> = Vec::new();
+        let mut words = line[backend.len()..].split_whitespace().peekable();
+        while let Some(word) = words.next() {
+            if word.parse::<f64>().is_ok() {
+                let mut cell = format!("{word} {}", words.next().unwrap_or_default());
+                if let Some(ratio) = words.next_if(|w| w.starts_with('(')) {
+                    cell = format!("{cell} {ratio}");
+                }
+                cells.push(cell);
+            } else {
+                cells.push(word.to_owned());
+            }
+        }
+        cells
+    };
+    for backend in [
+        "CpuPool",
+        "IoPool",
+        "ProcessPool",
+        "rayon",
+        "thread::scope",
+        "CPython",
+    ] {
+        assert_eq!(row(backend).len(), 5, "{backend}:\n{table}");
+    }
+    let sequential = row("sequential");
+    assert_eq!(sequential[..2], ["—", "—"], "{table}");
+    assert!(sequential[2..].iter().all(|cell| cell != "—"), "{table}");
+    // Ours carry their ratio to the best peer.
+    assert!(
+        row("CpuPool").iter().all(|cell| cell.ends_with("x)")),
+        "{table}"
+    );
+
     let json = run_example("compare", &["--quick", "--json"]);
     assert!(
         json.trim_start().starts_with('[') && json.trim_end().ends_with(']'),
         "{json}"
     );
-    // One object per cell: 5 workloads on 6 backends (CPython is skipped in quick mode).
-    assert_eq!(json.matches("\"median_seconds\":").count(), 30, "{json}");
+    // One object per measured cell: 5 workloads on 6 backends (CPython is skipped in quick
+    // mode), less the sequential round trip and gather.
+    assert_eq!(json.matches("\"median_seconds\":").count(), 28, "{json}");
+}
+
+#[test]
+fn compare_fits_100_columns() {
+    let output = run_example("compare", &["--quick"]);
+    for line in output.lines() {
+        let columns = line.chars().count();
+        assert!(columns <= 100, "{columns} columns: {line:?}\n{output}");
+    }
 }
 
 #[cfg(target_os = "linux")]

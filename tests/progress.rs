@@ -104,6 +104,14 @@ fn as_completed_reaches_its_total_when_all_finish() {
 #[cfg(target_os = "linux")]
 const CHILD: &str = "PROGRESS_TEST_CHILD";
 
+/// What the child writes on standard error once its bar has ended.
+#[cfg(target_os = "linux")]
+const AFTER: &str = "the line after the bar";
+
+/// What the child writes on standard error after dropping a second bar midway.
+#[cfg(target_os = "linux")]
+const AFTER_DROP: &str = "the line after the dropped bar";
+
 /// Whether a bar was visible and ticking depends on what file descriptor 2 is, which a test
 /// cannot change for itself: it runs this test binary again, once with standard error on a
 /// pipe and once on a pseudo-terminal, and looks at what the bar wrote and at the threads the
@@ -197,6 +205,33 @@ fn the_bar_draws_and_ticks_only_on_a_terminal() {
     let (stdout, _) = finish(running);
     let drawn = reader.join().unwrap();
     assert!(drawn.contains("3/3"), "not drawn on a terminal: {drawn:?}");
+    // The bar's last line ends before the program's next line starts (the terminal turns
+    // "\n" into "\r\n").
+    let (bar, _) = drawn
+        .split_once(AFTER)
+        .unwrap_or_else(|| panic!("no line after the bar: {drawn:?}"));
+    assert!(
+        bar.ends_with('\n'),
+        "the next line starts on the bar's line: {drawn:?}"
+    );
+    let last_line = bar.trim_end().rsplit('\n').next().unwrap_or_default();
+    assert!(
+        last_line.contains("3/3"),
+        "the bar's last state is gone: {drawn:?}"
+    );
+    // The same for a bar dropped before its iteration ended.
+    let (dropped, _) = drawn
+        .split_once(AFTER_DROP)
+        .unwrap_or_else(|| panic!("no line after the dropped bar: {drawn:?}"));
+    let dropped = &dropped[dropped.find(AFTER).unwrap() + AFTER.len()..];
+    assert!(
+        dropped.contains("1/3"),
+        "the dropped bar was not drawn: {drawn:?}"
+    );
+    assert!(
+        dropped.ends_with('\n'),
+        "the next line starts on the dropped bar's line: {drawn:?}"
+    );
     let (before, with_bar) = threads(&stdout);
     assert_eq!(with_bar, before + 1, "no ticking thread:\n{stdout}");
 }
@@ -212,5 +247,10 @@ fn report_bar_threads() {
     let mut map = [1, 2, 3].par_map(&executor, |x: i32| x + 1).progress();
     let with_bar = count();
     assert_eq!(map.by_ref().count(), 3);
+    eprintln!("{AFTER}");
     println!("threads {before} {with_bar}");
+    let mut dropped = [1, 2, 3].par_map(&executor, |x: i32| x + 1).progress();
+    assert_eq!(dropped.next(), Some(Ok(2)));
+    drop(dropped);
+    eprintln!("{AFTER_DROP}");
 }

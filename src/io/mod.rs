@@ -167,6 +167,7 @@ pub struct IoPoolBuilder {
     prefix: Option<String>,
     initializer: Option<Initializer>,
     keep_alive: Duration,
+    print_panics: bool,
 }
 
 impl Default for IoPoolBuilder {
@@ -177,6 +178,7 @@ impl Default for IoPoolBuilder {
             prefix: None,
             initializer: None,
             keep_alive: Duration::from_secs(10),
+            print_panics: true,
         }
     }
 }
@@ -217,6 +219,15 @@ impl IoPoolBuilder {
         self
     }
 
+    /// Whether a task's panic (or the initializer's) also goes through the panic hook, which
+    /// prints it on standard error (`true`, the default), or only into its future as
+    /// [`Error::Panicked`] (`false`, CPython's way). The same option, with the same default,
+    /// exists on every pool; see the crate docs, "Panics in tasks".
+    pub fn print_panics(mut self, print: bool) -> Self {
+        self.print_panics = print;
+        self
+    }
+
     /// Makes the pool. No thread starts before the first submit.
     ///
     /// # Errors
@@ -238,6 +249,7 @@ impl IoPoolBuilder {
             prefix,
             initializer: self.initializer,
             keep_alive: self.keep_alive,
+            print_panics: self.print_panics,
         };
         Ok(IoPool {
             shared: Arc::new(Shared::new(config)),
@@ -252,6 +264,7 @@ impl fmt::Debug for IoPoolBuilder {
             .field("thread_name_prefix", &self.prefix)
             .field("initializer", &self.initializer.as_ref().map(|_| "Fn"))
             .field("keep_alive", &self.keep_alive)
+            .field("print_panics", &self.print_panics)
             .finish()
     }
 }

@@ -30,7 +30,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::job::TaskQueue;
+use crate::job::{TaskQueue, with_print_panics};
 use crate::sync::lock;
 
 /// A thread initializer, its error already turned into words.
@@ -45,6 +45,8 @@ pub(super) struct Config {
     pub(super) prefix: String,
     pub(super) initializer: Option<Initializer>,
     pub(super) keep_alive: Duration,
+    /// Whether the tasks' and the initializer's panics go through the panic hook.
+    pub(super) print_panics: bool,
 }
 
 pub(super) struct Shared {
@@ -118,7 +120,7 @@ impl Drop for AnnounceIdle {
 impl Shared {
     pub(super) fn new(config: Config) -> Self {
         Shared {
-            queue: TaskQueue::new(),
+            queue: TaskQueue::new(config.print_panics),
             config,
             broken: OnceLock::new(),
             threads: Mutex::new(Threads::default()),
@@ -334,8 +336,10 @@ fn join(handles: Vec<JoinHandle<()>>) {
 /// A worker thread's life: the initializer, then tasks until it retires.
 fn work(shared: Arc<Shared>, index: usize) {
     if let Some(initializer) = &shared.config.initializer {
-        let outcome = catch_unwind(AssertUnwindSafe(|| initializer()))
-            .unwrap_or_else(|payload| Err(Error::from_panic(payload).to_string()));
+        let outcome = with_print_panics(shared.config.print_panics, || {
+            catch_unwind(AssertUnwindSafe(|| initializer()))
+        })
+        .unwrap_or_else(|payload| Err(Error::from_panic(payload).to_string()));
         if let Err(error) = outcome {
             shared.retire(index, true);
             shared.break_pool(&error);

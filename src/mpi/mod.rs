@@ -179,6 +179,7 @@ impl std::error::Error for InitError {
 #[derive(Clone, Debug)]
 pub struct MpiPoolBuilder {
     pipeline_depth: usize,
+    print_panics: bool,
 }
 
 impl MpiPoolBuilder {
@@ -187,6 +188,17 @@ impl MpiPoolBuilder {
     /// marked running and can no longer be cancelled.
     pub fn pipeline_depth(mut self, depth: usize) -> Self {
         self.pipeline_depth = depth;
+        self
+    }
+
+    /// Whether a task's panic also goes through the worker rank's panic hook (the one the
+    /// program had when it called `init`, std's by default), which prints it on that rank's
+    /// standard error (`true`, the default), or only into its future as
+    /// [`Error::Panicked`](crate::Error::Panicked) (`false`, CPython's way). Every rank runs
+    /// the builder, so every rank sees the same choice. The same option, with the same
+    /// default, exists on every pool; see the crate docs, "Panics in tasks".
+    pub fn print_panics(mut self, print: bool) -> Self {
+        self.print_panics = print;
         self
     }
 
@@ -204,6 +216,7 @@ impl MpiPoolBuilder {
         let (role_sender, role) = mpsc::channel();
         let for_thread = Arc::clone(&shared);
         let depth = self.pipeline_depth;
+        let print_panics = self.print_panics;
         let thread = std::thread::Builder::new()
             .name("mpi".into())
             .stack_size(WORKER_STACK)
@@ -219,7 +232,7 @@ impl MpiPoolBuilder {
                     Client::new(universe, for_thread, depth).run();
                 } else {
                     let _ = role_sender.send(Ok(None));
-                    server::serve(&world, image);
+                    server::serve(&world, image, print_panics);
                 }
             })
             .map_err(InitError::Thread)?;
@@ -325,7 +338,10 @@ impl MpiPool {
 
     /// A builder with default settings.
     pub fn builder() -> MpiPoolBuilder {
-        MpiPoolBuilder { pipeline_depth: 2 }
+        MpiPoolBuilder {
+            pipeline_depth: 2,
+            print_panics: true,
+        }
     }
 
     /// The number of worker ranks: the job's size minus rank 0.

@@ -17,15 +17,17 @@ use crate::remote::image::Image;
 use crate::remote::panics;
 use crate::remote::wire::{self, Failure, Reply, Trampoline};
 
-/// Serves rank 0 until it sends [`STOP`]; returns once every reply has been delivered.
-pub(super) fn serve(world: &SimpleCommunicator, image: Image) {
+/// Serves rank 0 until it sends [`STOP`]; returns once every reply has been delivered. With
+/// `print_panics`, a task's panic also goes through the hook the program had.
+pub(super) fn serve(world: &SimpleCommunicator, image: Image, print_panics: bool) {
     let name = format!(
         "rank {} (pid {}, host {})",
         world.rank(),
         std::process::id(),
         ::mpi::environment::processor_name().unwrap_or_else(|_| "unknown".into())
     );
-    panics::keep_quiet(Some(name.clone()));
+    panics::install_worker_hook(Some(name.clone()));
+    panics::set_print(print_panics);
     let root = world.process_at_rank(0);
     let mut tasks = VecDeque::new();
     let mut sends: Vec<PendingSend> = Vec::new();

@@ -109,6 +109,8 @@ pub(super) struct Config {
     pub(super) worker_threads: usize,
     /// The largest frame body either side accepts.
     pub(super) max_frame_bytes: usize,
+    /// Whether a worker's panics go through its panic hook.
+    pub(super) print_panics: bool,
 }
 
 /// Why the manager killed a worker, which decides what its head task gets.
@@ -866,6 +868,7 @@ impl Manager {
         let settings = Settings {
             threads: self.config.worker_threads,
             max_frame_bytes: self.config.max_frame_bytes,
+            print_panics: self.config.print_panics,
         };
         // A new pipe is empty and the settings are far below PIPE_BUF: written whole at once.
         sys::write(&request_write, &settings.encode())?;

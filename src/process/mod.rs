@@ -166,6 +166,7 @@ pub struct ProcessPoolBuilder {
     pipeline_depth: usize,
     worker_threads: Option<usize>,
     max_frame_bytes: usize,
+    print_panics: bool,
 }
 
 /// The default [`max_frame_bytes`](ProcessPoolBuilder::max_frame_bytes): 1 GiB.
@@ -245,6 +246,17 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// Whether a panic in a worker (in a task or the initializer) also goes through the
+    /// worker's panic hook, std's, which prints it on the worker's standard error, the
+    /// program's (`true`, the default), or only into the task's future as
+    /// [`Error::Panicked`] (`false`, CPython's way). The same option, with the same default,
+    /// exists on every pool; see the crate docs, "Panics in tasks". [`ProcessPool::fork`]
+    /// children keep the program's own hook.
+    pub fn print_panics(mut self, print: bool) -> Self {
+        self.print_panics = print;
+        self
+    }
+
     /// Starts the fork server if needed, then the pool: its manager thread and its workers.
     ///
     /// # Errors
@@ -292,6 +304,7 @@ impl ProcessPoolBuilder {
                 (cores / workers).max(1)
             }),
             max_frame_bytes: self.max_frame_bytes,
+            print_panics: self.print_panics,
         };
         let (shared, manager) = manager::new(channel, config).map_err(BuildError::Pipe)?;
         let handle = std::thread::Builder::new()
@@ -376,6 +389,7 @@ impl ProcessPool {
             pipeline_depth: 2,
             worker_threads: None,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            print_panics: true,
         }
     }
 

@@ -33,12 +33,21 @@ use std::time::Instant;
 /// for none); never returns.
 pub(super) fn run(request: OwnedFd, result: OwnedFd, initializer: usize, server: i32) -> ! {
     sys::die_with_parent(server);
-    panics::keep_quiet(None);
+    panics::install_worker_hook(None);
     // The server is this executable, so the worker finds it as the program did.
     let Some(image) = Image::locate() else {
         sys::exit_now(2)
     };
     let mut output = File::from(result);
+    // The settings were in the pipe before this worker was forked, so this read does not wait;
+    // they come first because they say whether the initializer's panic prints.
+    let mut request = File::from(request);
+    let mut settings = [0; SETTINGS_BYTES];
+    if request.read_exact(&mut settings).is_err() {
+        sys::exit_now(0)
+    }
+    let settings = Settings::decode(&settings);
+    panics::set_print(settings.print_panics);
     if initializer != 0 {
         let Some(initializer) = image.address_of(initializer) else {
             sys::exit_now(2)
@@ -53,12 +62,11 @@ pub(super) fn run(request: OwnedFd, result: OwnedFd, initializer: usize, server:
             sys::exit_now(1);
         }
     }
-    let request = File::from(request);
     let input = match sys::set_nonblocking(&request) {
         Ok(()) => BufReader::with_capacity(64 * 1024, SpinRead(request)),
         Err(_) => sys::exit_now(2),
     };
-    serve_tasks(&image, input, output)
+    serve_tasks(&image, settings, input, output)
 }
 
 /// What the pool tells a worker before its first request (the first bytes on its request
@@ -70,16 +78,20 @@ pub(super) struct Settings {
     /// The largest frame body the pool accepts: longer requests are refused, longer replies
     /// are replaced by a short failure.
     pub(super) max_frame_bytes: usize,
+    /// Whether a panic in the worker also goes through std's panic hook, which prints it on
+    /// the worker's standard error (the program's, inherited through the fork server).
+    pub(super) print_panics: bool,
 }
 
 /// Bytes of encoded [`Settings`].
-const SETTINGS_BYTES: usize = 16;
+const SETTINGS_BYTES: usize = 17;
 
 impl Settings {
     pub(super) fn encode(self) -> [u8; SETTINGS_BYTES] {
         let mut out = [0; SETTINGS_BYTES];
         out[..8].copy_from_slice(&(self.threads as u64).to_le_bytes());
-        out[8..].copy_from_slice(&(self.max_frame_bytes as u64).to_le_bytes());
+        out[8..16].copy_from_slice(&(self.max_frame_bytes as u64).to_le_bytes());
+        out[16] = u8::from(self.print_panics);
         out
     }
 
@@ -88,18 +100,14 @@ impl Settings {
         Settings {
             threads: word(0),
             max_frame_bytes: word(8),
+            print_panics: bytes[16] != 0,
         }
     }
 }
 
-/// The task loop: reads the settings, then runs requests, whose functions are offsets in
-/// `image`, until end of file; never returns.
-fn serve_tasks(image: &Image, mut input: impl Read, mut output: File) -> ! {
-    let mut settings = [0; SETTINGS_BYTES];
-    if input.read_exact(&mut settings).is_err() {
-        sys::exit_now(0)
-    }
-    let settings = Settings::decode(&settings);
+/// The task loop: runs requests, whose functions are offsets in `image`, until end of file;
+/// never returns.
+fn serve_tasks(image: &Image, settings: Settings, mut input: impl Read, mut output: File) -> ! {
     // Built at the first task; `None` inside if the threads could not be started, and then
     // tasks run directly (a worker that cannot start threads can still run plain tasks).
     let mut rayon: Option<Option<rayon::ThreadPool>> = None;
@@ -220,6 +228,7 @@ mod tests {
         let settings = Settings {
             threads: 3,
             max_frame_bytes: 1 << 30,
+            print_panics: true,
         };
         assert_eq!(Settings::decode(&settings.encode()), settings);
     }
