@@ -27,7 +27,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use concurrent_futures::{CpuPool, FnExecutor, IoPool, ProcessPool};
+#[cfg(target_os = "linux")]
+use concurrent_futures::ProcessPool;
+use concurrent_futures::{CpuPool, FnExecutor, IoPool};
 use rayon::prelude::*;
 
 /// Columns, in table order: first this crate's (`OURS` of them), then the sequential
@@ -447,13 +449,13 @@ fn advise(cells: &[Cell]) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Workers fork from a server started while this process has no other thread yet.
-    concurrent_futures::process::init()?;
     let json = std::env::args().any(|a| a == "--json");
     QUICK.store(std::env::args().any(|a| a == "--quick"), Ordering::Relaxed);
     let spin_iterations = size(spin_iterations_for_10ms());
     let cpu2 = CpuPool::new(2)?;
     let io2 = IoPool::new(2)?;
+    // The process pool is Linux only; elsewhere its row is left out.
+    #[cfg(target_os = "linux")]
     let process2 = ProcessPool::new(2)?;
     let rayon50 = rayon::ThreadPoolBuilder::new().num_threads(50).build()?;
     let mut cells = Vec::new();
@@ -470,11 +472,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let items = size(workload.items);
         // "With 50 workers" for the I/O workload, for every backend that has workers.
         let fifty;
-        let (cpu, io, process) = if workload.name.starts_with("io") {
-            fifty = (CpuPool::new(50)?, IoPool::new(50)?, ProcessPool::new(50)?);
-            (&fifty.0, &fifty.1, &fifty.2)
+        let (cpu, io) = if workload.name.starts_with("io") {
+            fifty = (CpuPool::new(50)?, IoPool::new(50)?);
+            (&fifty.0, &fifty.1)
         } else {
-            (&cpu2, &io2, &process2)
+            (&cpu2, &io2)
         };
         record(
             workload.name,
@@ -488,12 +490,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             on_pool(io, workload, spin_iterations),
             items,
         );
-        record(
-            workload.name,
-            "ProcessPool",
-            on_pool(process, workload, spin_iterations),
-            items,
-        );
+        #[cfg(target_os = "linux")]
+        {
+            let fifty;
+            let process = if workload.name.starts_with("io") {
+                fifty = ProcessPool::new(50)?;
+                &fifty
+            } else {
+                &process2
+            };
+            record(
+                workload.name,
+                "ProcessPool",
+                on_pool(process, workload, spin_iterations),
+                items,
+            );
+        }
         if meaningful(workload, "sequential") {
             record(
                 workload.name,
