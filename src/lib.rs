@@ -314,6 +314,7 @@ mod future;
 mod map;
 #[cfg(feature = "progress")]
 mod progress;
+mod scope;
 mod sync;
 mod wait;
 
@@ -340,7 +341,7 @@ pub use build_error::BuildError;
 #[cfg(not(loom))]
 pub use cpu::{CpuPool, CpuPoolBuilder};
 pub use error::Error;
-pub use executor::{Executor, FnExecutor, InlineExecutor, Payload};
+pub use executor::{Executor, FnExecutor, InlineExecutor, Payload, Submitter};
 pub use future::{Awaiting, AwaitingRef, Future, Promise, State};
 #[cfg(not(loom))]
 pub use io::{IoPool, IoPoolBuilder};
@@ -351,6 +352,7 @@ pub use mpi::MpiPool;
 pub use process::ProcessPool;
 #[cfg(feature = "progress")]
 pub use progress::Progress;
+pub use scope::Scope;
 pub use wait::{AsCompleted, DoneAndNotDone, ReturnWhen, as_completed, wait};
 
 /// Hooks for the loom models of `tests/loom_future.rs`; only in the loom build.

@@ -444,31 +444,34 @@ impl<I: Iterator, T> fmt::Debug for MapUnordered<'_, I, T> {
 /// # }
 /// ```
 pub trait ParMapExt: IntoIterator + Sized {
-    /// [`Executor::map`](crate::Executor::map) over `self`: results in input order.
-    fn par_map<'a, E, F, T>(self, executor: &'a E, f: F) -> Map<'a, Self::IntoIter, T>
+    /// [`Executor::map`](crate::Executor::map) over `self` on an executor (`f`, items and
+    /// results `'static`), or [`Scope::map`](crate::Scope::map) on a scope (they may borrow
+    /// what outlives it): results in input order.
+    fn par_map<'s, 'a, S, F, T>(self, on: &'s S, f: F) -> Map<'s, Self::IntoIter, T>
     where
-        E: crate::Executor,
-        F: Fn(Self::Item) -> T + Send + Sync + 'static,
-        Self::Item: Send + 'static,
-        T: Send + Sync + 'static,
+        S: crate::Submitter<'a> + ?Sized,
+        'a: 's,
+        F: Fn(Self::Item) -> T + Send + Sync + 'a,
+        Self::Item: Send + 'a,
+        T: Send + Sync + 'a,
     {
-        executor.map(f, self)
+        crate::executor::map_on(on, f, self)
     }
 
-    /// [`Executor::map_unordered`](crate::Executor::map_unordered) over `self`: results in
-    /// completion order.
-    fn par_map_unordered<'a, E, F, T>(
+    /// [`par_map`](ParMapExt::par_map) with results in completion order.
+    fn par_map_unordered<'s, 'a, S, F, T>(
         self,
-        executor: &'a E,
+        on: &'s S,
         f: F,
-    ) -> MapUnordered<'a, Self::IntoIter, T>
+    ) -> MapUnordered<'s, Self::IntoIter, T>
     where
-        E: crate::Executor,
-        F: Fn(Self::Item) -> T + Send + Sync + 'static,
-        Self::Item: Send + 'static,
-        T: Send + Sync + 'static,
+        S: crate::Submitter<'a> + ?Sized,
+        'a: 's,
+        F: Fn(Self::Item) -> T + Send + Sync + 'a,
+        Self::Item: Send + 'a,
+        T: Send + Sync + 'a,
     {
-        executor.map_unordered(f, self)
+        crate::executor::map_unordered_on(on, f, self)
     }
 }
 
