@@ -424,22 +424,26 @@ impl<I: Iterator, T> fmt::Debug for MapUnordered<'_, I, T> {
 }
 
 /// `par_map` and `par_map_unordered` on every `IntoIterator`, so an iterator chain goes
-/// parallel by changing one word: `.map(f)` becomes `.par_map(&pool, f)`.
+/// parallel by changing one word: `.map(f)` becomes `.par_map(s, f)` inside a
+/// [`scope`](crate::Executor::scope), where `f`, the items and the results may borrow, or
+/// `.par_map(&pool, f)` for `'static` ones.
 ///
 /// # Examples
 ///
 /// ```
-/// use concurrent_futures::{Error, InlineExecutor, ParMapExt};
+/// use concurrent_futures::{Error, Executor, InlineExecutor, ParMapExt};
 ///
 /// # fn main() -> Result<(), Error> {
 /// let executor = InlineExecutor::new();
 /// let words = ["alpha", "beta", "gamma"];
-/// let upper: Vec<String> = words
-///     .iter()
-///     .map(|w| w.to_string())
-///     .par_map(&executor, |w| w.to_uppercase())
-///     .collect::<Result<_, _>>()?;
+/// let upper: Vec<String> = executor.scope(|s| {
+///     words.iter().par_map(s, |w| w.to_uppercase()).collect::<Result<_, _>>()
+/// })?;
 /// assert_eq!(upper, ["ALPHA", "BETA", "GAMMA"]);
+///
+/// // Owned items and a `'static` closure need no scope.
+/// let lengths: Vec<usize> = upper.into_iter().par_map(&executor, |w| w.len()).collect::<Result<_, _>>()?;
+/// assert_eq!(lengths, [5, 4, 5]);
 /// # Ok(())
 /// # }
 /// ```
