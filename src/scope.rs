@@ -107,8 +107,11 @@ impl<'scope, 'env, E: Executor> Scope<'scope, 'env, E> {
     /// [`Error::Panicked`](crate::Error::Panicked) in this future only.
     ///
     /// On a shut-down or broken executor the future is already finished with the executor's
-    /// error ([`Error::Shutdown`](crate::Error::Shutdown), ...); a task cancelled by
-    /// `shutdown(cancel_futures = true)` is [`Cancelled`](crate::Error::Cancelled).
+    /// error ([`Error::Shutdown`](crate::Error::Shutdown), ...). A task the executor drops
+    /// unrun later (`shutdown(cancel_futures = true)`, or an `IoPool` that breaks while it is
+    /// queued) is [`Cancelled`](crate::Error::Cancelled): the scope hands the pool a wrapper
+    /// of its own, which cannot learn the pool's reason. Either way the scope counts it as
+    /// finished once the pool has dropped it.
     pub fn submit<F, T>(&self, f: F) -> Future<T>
     where
         F: FnOnce() -> T + Send + 'scope,

@@ -97,3 +97,19 @@ fn scoped_maps_keep_per_item_errors_and_the_deadline() {
     assert_eq!(results.last(), Some(&Err(Error::Timeout)));
     assert!(results.len() < 100);
 }
+
+#[cfg(feature = "progress")]
+#[test]
+fn a_scoped_map_takes_a_progress_bar() {
+    let pool = concurrent_futures::InlineExecutor::new();
+    let data = [1, 2, 3];
+    let doubled: Vec<i32> = pool
+        .scope(|s| {
+            data.iter()
+                .par_map(s, |x| x * 2)
+                .progress()
+                .collect::<Result<_, _>>()
+        })
+        .unwrap();
+    assert_eq!(doubled, [2, 4, 6]);
+}
