@@ -1,13 +1,15 @@
 //! `par_map` throughput by task size, beside the sequential map and rayon, in one run.
 //!
-//! `cargo bench --bench map`. Items of 0, 100 ns, 1 µs and 10 µs of work; all on two threads.
+//! `cargo bench --bench map`. Items of 0, 100 ns, 1 µs and 10 µs of work, and a scoped
+//! `par_map` over `vec.iter()` reading a borrowed lookup table beside rayon's `par_iter()`;
+//! all on two threads.
 //! Before the timed groups it prints the peak resident memory of an ordered `par_map` over
 //! 10⁷ lazily produced items (target ≤ 20 MB).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use concurrent_futures::{CpuPool, ParMapExt};
+use concurrent_futures::{CpuPool, Executor, ParMapExt};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use rayon::prelude::*;
 
@@ -109,10 +111,43 @@ fn throughput(c: &mut Criterion, pool: &CpuPool) {
     }
 }
 
+/// A scoped `par_map` over `vec.iter()` whose closure reads a borrowed lookup table, beside
+/// rayon's `par_iter()` over the same data: what borrowing costs against rayon's own
+/// borrowing map.
+fn borrowed(c: &mut Criterion, pool: &CpuPool) {
+    let items = 1_000_000_u64;
+    let input: Vec<u64> = (0..items).collect();
+    let table: Vec<u64> = (0..4096_u64).map(|i| i.wrapping_mul(2654435761)).collect();
+    let lookup = |x: &u64| table[(*x as usize) % table.len()] ^ x;
+    let mut group = c.benchmark_group("borrowed_lookup");
+    group.throughput(Throughput::Elements(items));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(3));
+    group.bench_function(BenchmarkId::new("sequential", items), |b| {
+        b.iter(|| input.iter().map(lookup).collect::<Vec<_>>())
+    });
+    group.bench_function(BenchmarkId::new("scoped_par_map", items), |b| {
+        b.iter(|| {
+            pool.scope(|s| {
+                input
+                    .iter()
+                    .par_map(s, lookup)
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap()
+            })
+        })
+    });
+    group.bench_function(BenchmarkId::new("rayon_par_iter", items), |b| {
+        b.iter(|| input.par_iter().map(lookup).collect::<Vec<_>>())
+    });
+    group.finish();
+}
+
 fn main() {
     let pool = CpuPool::new(2).unwrap();
     memory(&pool);
     let mut criterion = Criterion::default().configure_from_args();
     throughput(&mut criterion, &pool);
+    borrowed(&mut criterion, &pool);
     criterion.final_summary();
 }

@@ -8,7 +8,9 @@
 //!
 //! Workloads: a round trip (submit one trivial task, wait for it), submitting 10 000 trivial
 //! tasks then gathering them, an ordered parallel map over 10⁶ trivial items, 32 CPU-bound
-//! tasks of about 10 ms, and 200 sleeps of 10 ms on 50 workers. Backends: ours (`CpuPool`,
+//! tasks of about 10 ms, and 200 sleeps of 10 ms on 50 workers; below the table, a scoped
+//! `par_map` over `vec.iter()` reading a borrowed lookup table beside rayon's `par_iter()`.
+//! Backends: ours (`CpuPool`,
 //! `IoPool`, `ProcessPool`; two workers unless the workload says otherwise), and the peers a
 //! user would otherwise pick: a plain loop, rayon, `std::thread::scope`, and CPython's
 //! `concurrent.futures` (`benches/peers/cpython.py`, when `python3` is on the PATH). A plain
@@ -29,7 +31,7 @@ use std::time::{Duration, Instant};
 
 #[cfg(target_os = "linux")]
 use concurrent_futures::ProcessPool;
-use concurrent_futures::{CpuPool, FnExecutor, IoPool};
+use concurrent_futures::{CpuPool, Executor, FnExecutor, IoPool, ParMapExt};
 use rayon::prelude::*;
 
 /// Columns, in table order: first this crate's (`OURS` of them), then the sequential
@@ -298,6 +300,52 @@ fn scope_peer(workload: &Workload, spin_iterations: u64) -> f64 {
     }
 }
 
+/// The borrowed map: a scoped `par_map` over `vec.iter()` whose closure reads a lookup table
+/// by reference, and rayon's `par_iter()` over the same data. Not a table column (the table
+/// fills 100 columns): a line of its own below it.
+const BORROWED: &str = "borrowed map 1M";
+
+/// Seconds for the borrowed map on `pool` (a scope) and on rayon's global pool.
+fn borrowed_map(pool: &CpuPool) -> (f64, f64) {
+    let input: Vec<u64> = (0..size(1_000_000)).collect();
+    let table: Vec<u64> = (0..4096_u64).map(|i| i.wrapping_mul(2654435761)).collect();
+    let lookup = |x: &u64| table[(*x as usize) % table.len()] ^ x;
+    let ours = median(|| {
+        pool.scope(|s| {
+            black_box(
+                input
+                    .iter()
+                    .par_map(s, lookup)
+                    .filter(Result::is_ok)
+                    .count(),
+            )
+        });
+    });
+    let rayon = median(|| {
+        black_box(input.par_iter().map(lookup).collect::<Vec<_>>());
+    });
+    (ours, rayon)
+}
+
+/// The borrowed map's line: ours per item and its ratio to rayon, then rayon's.
+fn print_borrowed(cells: &[Cell]) {
+    let per_item = |backend: &str| {
+        cells
+            .iter()
+            .find(|c| c.workload == BORROWED && c.backend == backend)
+            .map(|c| c.median_seconds / c.items as f64)
+    };
+    if let (Some(ours), Some(rayon)) = (per_item("CpuPool"), per_item("rayon")) {
+        println!(
+            "{BORROWED}, a table read by reference over vec.iter(), per item:\n  CpuPool \
+             scope par_map {} {}, rayon par_iter {}",
+            format_seconds(ours),
+            format_ratio(ours / rayon),
+            format_seconds(rayon)
+        );
+    }
+}
+
 /// CPython's figures from `benches/peers/cpython.py`, or none without a working `python3`.
 fn cpython() -> Vec<(String, f64, u64)> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers/cpython.py");
@@ -527,6 +575,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             items,
         );
     }
+    let (ours, rayon) = borrowed_map(&cpu2);
+    record(BORROWED, "CpuPool", ours, size(1_000_000));
+    record(BORROWED, "rayon", rayon, size(1_000_000));
     eprintln!("[{0}/{0}] CPython ...", WORKLOADS.len() + 1);
     let cpython = if QUICK.load(Ordering::Relaxed) {
         Vec::new()
@@ -542,6 +593,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         print_json(&cells);
     } else {
         print_table(&cells);
+        print_borrowed(&cells);
         advise(&cells);
     }
     std::io::stdout().flush()?;

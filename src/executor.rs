@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::future::{Future, Promise};
 use crate::map::{Chunk, Map, MapUnordered};
+use crate::scope::Scope;
 
 /// A value that can cross a process boundary: an argument or result of
 /// [`FnExecutor::submit_fn`]. Implemented for every type that fits.
@@ -70,11 +71,7 @@ pub trait Executor {
         I::Item: Send + 'static,
         T: Send + Sync + 'static,
     {
-        Map::new(
-            items.into_iter(),
-            chunk_submitter(self, f),
-            self.max_workers(),
-        )
+        map_on(self, f, items)
     }
 
     /// [`map`](Executor::map), yielding results as they complete.
@@ -86,29 +83,175 @@ pub trait Executor {
         I::Item: Send + 'static,
         T: Send + Sync + 'static,
     {
-        MapUnordered::new(
-            items.into_iter(),
-            chunk_submitter(self, f),
-            self.max_workers(),
-        )
+        map_unordered_on(self, f, items)
+    }
+
+    /// Runs `body` with a [`Scope`] whose tasks and maps may borrow anything that outlives
+    /// the call (`'env`), waits until every task started through it has finished, and
+    /// returns what `body` returned, like [`std::thread::scope`].
+    ///
+    /// The scope itself counts and joins its tasks, so a future or map leaked with
+    /// `mem::forget` cannot let a task outlive what it borrows. The join is a helping wait
+    /// like every other: a scope inside a `CpuPool` task runs the pool's jobs while it
+    /// waits, even on a pool of one thread. A scope on an `IoPool`, opened inside a task of
+    /// the same pool, blocks that thread as any wait there does.
+    ///
+    /// # Panics
+    ///
+    /// If `body` panics: once every task it started has finished, the panic is resumed. A
+    /// panicking task fails only its own future.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use concurrent_futures::{CpuPool, Executor, ParMapExt};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = CpuPool::new(2)?;
+    /// let table = std::collections::HashMap::from([("one", 1), ("two", 2)]);
+    /// let words = vec!["one", "two", "three"];
+    /// let (total, found) = pool.scope(|s| {
+    ///     let total = s.submit(|| words.iter().map(|w| w.len()).sum::<usize>());
+    ///     let found: Vec<Option<i32>> = words
+    ///         .iter()
+    ///         .par_map(s, |w| table.get(w).copied())
+    ///         .collect::<Result<_, _>>()?;
+    ///     Ok::<_, concurrent_futures::Error>((total.into_result()?, found))
+    /// })?;
+    /// assert_eq!((total, found), (11, vec![Some(1), Some(2), None]));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// A scoped future may leave the scope when what it borrows outlives it, but not when
+    /// what it borrows is shorter-lived:
+    ///
+    /// ```compile_fail,E0597
+    /// use concurrent_futures::{Executor, InlineExecutor};
+    ///
+    /// let pool = InlineExecutor::new();
+    /// let escaped;
+    /// {
+    ///     let local = String::from("short-lived");
+    ///     escaped = pool.scope(|s| s.submit(|| local.as_str()));
+    /// }
+    /// println!("{:?}", escaped.result());
+    /// ```
+    ///
+    /// A map cannot leave its scope at all:
+    ///
+    /// ```compile_fail
+    /// use concurrent_futures::{Executor, InlineExecutor};
+    ///
+    /// let pool = InlineExecutor::new();
+    /// let data = vec![1, 2, 3];
+    /// let map = pool.scope(|s| s.map(|x: &i32| x + 1, &data));
+    /// drop(map);
+    /// ```
+    ///
+    /// What a task captures must be `Send`:
+    ///
+    /// ```compile_fail,E0277
+    /// use concurrent_futures::{Executor, InlineExecutor};
+    /// use std::rc::Rc;
+    ///
+    /// let pool = InlineExecutor::new();
+    /// let shared = Rc::new(5);
+    /// pool.scope(|s| s.submit(|| *shared + 1).into_result());
+    /// ```
+    fn scope<'env, F, R>(&self, body: F) -> R
+    where
+        Self: Sized,
+        F: for<'scope> FnOnce(&'scope Scope<'scope, 'env, Self>) -> R,
+    {
+        crate::scope::scope(self, body)
     }
 }
 
-/// Submits each chunk of items as one closure task on `executor`.
-fn chunk_submitter<'a, E, F, A, T>(
-    executor: &'a E,
-    f: F,
-) -> Box<dyn FnMut(Vec<A>) -> Future<Chunk<T>> + 'a>
+/// What a map needs from where it runs: a way to submit one closure whose captures and result
+/// live for `'a`, and how many run at once. Implemented by every [`Executor`] (for
+/// `'static` closures) and by a [`Scope`] (for closures that borrow what outlives it), so
+/// that [`ParMapExt::par_map`](crate::ParMapExt::par_map) takes either. Sealed.
+pub trait Submitter<'a>: sealed::Sealed {
+    /// Schedules `f`; [`Executor::submit`] or [`Scope::submit`].
+    #[doc(hidden)]
+    fn submit_task<F, T>(&self, f: F) -> Future<T>
+    where
+        F: FnOnce() -> T + Send + 'a,
+        T: Send + Sync + 'a;
+
+    /// How many tasks can run at once.
+    #[doc(hidden)]
+    fn workers(&self) -> usize;
+}
+
+pub(crate) mod sealed {
+    /// Keeps [`Submitter`](super::Submitter) to this crate's types.
+    pub trait Sealed {}
+}
+
+impl<E: Executor> sealed::Sealed for E {}
+
+impl<E: Executor> Submitter<'static> for E {
+    fn submit_task<F, T>(&self, f: F) -> Future<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + Sync + 'static,
+    {
+        self.submit(f)
+    }
+
+    fn workers(&self) -> usize {
+        self.max_workers()
+    }
+}
+
+/// A [`Map`] of `f` over `items`, each chunk one task on `on`.
+pub(crate) fn map_on<'s, 'a, S, F, I, T>(on: &'s S, f: F, items: I) -> Map<'s, I::IntoIter, T>
 where
-    E: Executor,
-    F: Fn(A) -> T + Send + Sync + 'static,
-    A: Send + 'static,
-    T: Send + Sync + 'static,
+    S: Submitter<'a> + ?Sized,
+    'a: 's,
+    F: Fn(I::Item) -> T + Send + Sync + 'a,
+    I: IntoIterator,
+    I::Item: Send + 'a,
+    T: Send + Sync + 'a,
+{
+    Map::new(items.into_iter(), chunk_submitter(on, f), on.workers())
+}
+
+/// A [`MapUnordered`] of `f` over `items`, each chunk one task on `on`.
+pub(crate) fn map_unordered_on<'s, 'a, S, F, I, T>(
+    on: &'s S,
+    f: F,
+    items: I,
+) -> MapUnordered<'s, I::IntoIter, T>
+where
+    S: Submitter<'a> + ?Sized,
+    'a: 's,
+    F: Fn(I::Item) -> T + Send + Sync + 'a,
+    I: IntoIterator,
+    I::Item: Send + 'a,
+    T: Send + Sync + 'a,
+{
+    MapUnordered::new(items.into_iter(), chunk_submitter(on, f), on.workers())
+}
+
+/// Submits each chunk of items as one closure task on `on`.
+fn chunk_submitter<'s, 'a, S, F, A, T>(
+    on: &'s S,
+    f: F,
+) -> Box<dyn FnMut(Vec<A>) -> Future<Chunk<T>> + 's>
+where
+    S: Submitter<'a> + ?Sized,
+    'a: 's,
+    F: Fn(A) -> T + Send + Sync + 'a,
+    A: Send + 'a,
+    T: Send + Sync + 'a,
 {
     let f = Arc::new(f);
     Box::new(move |items| {
         let f = Arc::clone(&f);
-        executor.submit(move || Chunk::run(&*f, items))
+        on.submit_task(move || Chunk::run(&*f, items))
     })
 }
 

@@ -3,6 +3,34 @@
 //!
 //! # From the top
 //!
+//! Any iterator goes parallel by changing one word, `.map(f)` to `.par_map(s, f)`, and the
+//! closure, the items and the results may borrow, as `.map`'s do: inside a
+//! [`scope`](Executor::scope), which waits for every task started in it (like
+//! `std::thread::scope`), tasks may borrow anything that outlives the scope.
+//!
+//! ```
+//! use concurrent_futures::{CpuPool, Executor, ParMapExt};
+//! use std::collections::HashMap;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = CpuPool::new(2)?;
+//! let table = HashMap::from([("one", 1), ("two", 2)]);
+//! let words = vec!["one", "two", "three"];
+//! let found: Vec<Option<i32>> = pool.scope(|s| {
+//!     words.iter().par_map(s, |w| table.get(w).copied()).collect::<Result<_, _>>()
+//! })?;
+//! assert_eq!(found, [Some(1), Some(2), None]);
+//!
+//! // One task that borrows: `Scope::submit` returns an ordinary `Future`.
+//! let longest = pool.scope(|s| s.submit(|| words.iter().map(|w| w.len()).max()).into_result())?;
+//! assert_eq!(longest, Some(5));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Outside a scope, what a pool runs must be `'static` (it may outlive the caller's frame):
+//! move owned data in.
+//!
 //! Submit a closure to a pool, get a [`Future`], read its result when you need it: block
 //! with [`Future::result`], give up after a while with [`Future::result_timeout`], or move
 //! the value out with [`Future::into_result`]. Every clone of a future is a handle to the
@@ -314,6 +342,7 @@ mod future;
 mod map;
 #[cfg(feature = "progress")]
 mod progress;
+mod scope;
 mod sync;
 mod wait;
 
@@ -340,7 +369,7 @@ pub use build_error::BuildError;
 #[cfg(not(loom))]
 pub use cpu::{CpuPool, CpuPoolBuilder};
 pub use error::Error;
-pub use executor::{Executor, FnExecutor, InlineExecutor, Payload};
+pub use executor::{Executor, FnExecutor, InlineExecutor, Payload, Submitter};
 pub use future::{Awaiting, AwaitingRef, Future, Promise, State};
 #[cfg(not(loom))]
 pub use io::{IoPool, IoPoolBuilder};
@@ -351,6 +380,7 @@ pub use mpi::MpiPool;
 pub use process::ProcessPool;
 #[cfg(feature = "progress")]
 pub use progress::Progress;
+pub use scope::Scope;
 pub use wait::{AsCompleted, DoneAndNotDone, ReturnWhen, as_completed, wait};
 
 /// Hooks for the loom models of `tests/loom_future.rs`; only in the loom build.

@@ -424,51 +424,58 @@ impl<I: Iterator, T> fmt::Debug for MapUnordered<'_, I, T> {
 }
 
 /// `par_map` and `par_map_unordered` on every `IntoIterator`, so an iterator chain goes
-/// parallel by changing one word: `.map(f)` becomes `.par_map(&pool, f)`.
+/// parallel by changing one word: `.map(f)` becomes `.par_map(s, f)` inside a
+/// [`scope`](crate::Executor::scope), where `f`, the items and the results may borrow, or
+/// `.par_map(&pool, f)` for `'static` ones.
 ///
 /// # Examples
 ///
 /// ```
-/// use concurrent_futures::{Error, InlineExecutor, ParMapExt};
+/// use concurrent_futures::{Error, Executor, InlineExecutor, ParMapExt};
 ///
 /// # fn main() -> Result<(), Error> {
 /// let executor = InlineExecutor::new();
 /// let words = ["alpha", "beta", "gamma"];
-/// let upper: Vec<String> = words
-///     .iter()
-///     .map(|w| w.to_string())
-///     .par_map(&executor, |w| w.to_uppercase())
-///     .collect::<Result<_, _>>()?;
+/// let upper: Vec<String> = executor.scope(|s| {
+///     words.iter().par_map(s, |w| w.to_uppercase()).collect::<Result<_, _>>()
+/// })?;
 /// assert_eq!(upper, ["ALPHA", "BETA", "GAMMA"]);
+///
+/// // Owned items and a `'static` closure need no scope.
+/// let lengths: Vec<usize> = upper.into_iter().par_map(&executor, |w| w.len()).collect::<Result<_, _>>()?;
+/// assert_eq!(lengths, [5, 4, 5]);
 /// # Ok(())
 /// # }
 /// ```
 pub trait ParMapExt: IntoIterator + Sized {
-    /// [`Executor::map`](crate::Executor::map) over `self`: results in input order.
-    fn par_map<'a, E, F, T>(self, executor: &'a E, f: F) -> Map<'a, Self::IntoIter, T>
+    /// [`Executor::map`](crate::Executor::map) over `self` on an executor (`f`, items and
+    /// results `'static`), or [`Scope::map`](crate::Scope::map) on a scope (they may borrow
+    /// what outlives it): results in input order.
+    fn par_map<'s, 'a, S, F, T>(self, on: &'s S, f: F) -> Map<'s, Self::IntoIter, T>
     where
-        E: crate::Executor,
-        F: Fn(Self::Item) -> T + Send + Sync + 'static,
-        Self::Item: Send + 'static,
-        T: Send + Sync + 'static,
+        S: crate::Submitter<'a> + ?Sized,
+        'a: 's,
+        F: Fn(Self::Item) -> T + Send + Sync + 'a,
+        Self::Item: Send + 'a,
+        T: Send + Sync + 'a,
     {
-        executor.map(f, self)
+        crate::executor::map_on(on, f, self)
     }
 
-    /// [`Executor::map_unordered`](crate::Executor::map_unordered) over `self`: results in
-    /// completion order.
-    fn par_map_unordered<'a, E, F, T>(
+    /// [`par_map`](ParMapExt::par_map) with results in completion order.
+    fn par_map_unordered<'s, 'a, S, F, T>(
         self,
-        executor: &'a E,
+        on: &'s S,
         f: F,
-    ) -> MapUnordered<'a, Self::IntoIter, T>
+    ) -> MapUnordered<'s, Self::IntoIter, T>
     where
-        E: crate::Executor,
-        F: Fn(Self::Item) -> T + Send + Sync + 'static,
-        Self::Item: Send + 'static,
-        T: Send + Sync + 'static,
+        S: crate::Submitter<'a> + ?Sized,
+        'a: 's,
+        F: Fn(Self::Item) -> T + Send + Sync + 'a,
+        Self::Item: Send + 'a,
+        T: Send + Sync + 'a,
     {
-        executor.map_unordered(f, self)
+        crate::executor::map_unordered_on(on, f, self)
     }
 }
 

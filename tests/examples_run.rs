@@ -268,6 +268,7 @@ fn compare_prints_every_backend_and_workload() {
             "par_map 1M",
             "cpu 32x10ms",
             "io 200x10ms",
+            "borrowed map 1M",
         ],
     );
     // A row per backend; a plain loop has no round trip or gather to time.
@@ -317,8 +318,8 @@ fn compare_prints_every_backend_and_workload() {
         "{json}"
     );
     // One object per measured cell: 5 workloads on 6 backends (CPython is skipped in quick
-    // mode), less the sequential round trip and gather.
-    assert_eq!(json.matches("\"median_seconds\":").count(), 28, "{json}");
+    // mode), less the sequential round trip and gather, and the borrowed map's two.
+    assert_eq!(json.matches("\"median_seconds\":").count(), 30, "{json}");
 }
 
 #[test]

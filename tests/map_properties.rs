@@ -1,7 +1,7 @@
 //! Properties of `map`, `map_unordered`, `as_completed` and `wait`, checked with proptest over
 //! random inputs (0–2000 items), executors (CpuPool and IoPool with 1–8 workers, the inline
-//! executor, a thread per task), chunk sizes (1–63), window sizes (1–63), per-item delays and
-//! panics.
+//! executor, a thread per task), each either directly or through a `scope`, chunk sizes
+//! (1–63), window sizes (1–63), per-item delays and panics.
 
 mod common;
 
@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::*;
 use concurrent_futures::{
     CpuPool, Error, Executor, Future, InlineExecutor, IoPool, ParMapExt, Promise, ReturnWhen,
-    as_completed, wait,
+    Scope, as_completed, wait,
 };
 use proptest::prelude::*;
 
@@ -115,16 +115,28 @@ impl Backend {
     }
 }
 
-/// Runs `check` with a fresh executor of kind `backend`.
-fn with_executor<R>(backend: Backend, check: impl FnOnce(&dyn ErasedMap) -> R) -> R {
+/// Runs `check` with a fresh executor of kind `backend`, given directly or, when `scoped`,
+/// as a scope of it (the scope ends, joining its tasks, when `check` returns).
+fn with_executor<R>(backend: Backend, scoped: bool, check: impl FnOnce(&dyn ErasedMap) -> R) -> R {
+    fn on<E: Executor, R>(executor: E, scoped: bool, check: impl FnOnce(&dyn ErasedMap) -> R) -> R {
+        if scoped {
+            executor.scope(|s| check(&Scoped(s)))
+        } else {
+            check(&executor)
+        }
+    }
     quiet_intended_panics();
     match backend {
-        Backend::Cpu(workers) => check(&CpuPool::new(workers).unwrap()),
-        Backend::Io(workers) => check(&IoPool::new(workers).unwrap()),
-        Backend::Inline => check(&InlineExecutor::new()),
-        Backend::ThreadPerTask => check(&ThreadPerTask::default()),
+        Backend::Cpu(workers) => on(CpuPool::new(workers).unwrap(), scoped, check),
+        Backend::Io(workers) => on(IoPool::new(workers).unwrap(), scoped, check),
+        Backend::Inline => on(InlineExecutor::new(), scoped, check),
+        Backend::ThreadPerTask => on(ThreadPerTask::default(), scoped, check),
     }
 }
+
+/// A scope seen through [`ErasedMap`]: its maps go through `Scope::map` and `par_map` on a
+/// scope.
+struct Scoped<'scope, 'env, E>(&'scope Scope<'scope, 'env, E>);
 
 type Results<'a> = Box<dyn Iterator<Item = Result<u64, Error>> + 'a>;
 
@@ -215,6 +227,65 @@ impl<E: Executor> ErasedMap for E {
     }
 }
 
+impl<E: Executor> ErasedMap for Scoped<'_, '_, E> {
+    fn ordered<'a>(
+        &'a self,
+        items: Box<dyn Iterator<Item = Item> + 'a>,
+        chunk: usize,
+        buffer: usize,
+    ) -> Results<'a> {
+        Box::new(
+            items
+                .par_map(self.0, work)
+                .chunksize(chunk)
+                .buffersize(buffer),
+        )
+    }
+
+    fn unordered<'a>(
+        &'a self,
+        items: Box<dyn Iterator<Item = Item> + 'a>,
+        chunk: usize,
+        buffer: usize,
+    ) -> Results<'a> {
+        Box::new(
+            items
+                .par_map_unordered(self.0, work)
+                .chunksize(chunk)
+                .buffersize(buffer),
+        )
+    }
+
+    fn counted(
+        &self,
+        items: usize,
+        chunk: usize,
+        buffer: usize,
+        take: usize,
+        started: Arc<AtomicUsize>,
+    ) -> usize {
+        let counter = started.clone();
+        let mut iter = self
+            .0
+            .map(
+                move |x: usize| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_micros(20));
+                    x
+                },
+                0..items,
+            )
+            .chunksize(chunk)
+            .buffersize(buffer);
+        for _ in 0..take {
+            assert!(iter.next().is_some());
+        }
+        drop(iter);
+        // The scope's end waits for whatever still runs.
+        started.load(Ordering::SeqCst)
+    }
+}
+
 fn sorted(mut results: Vec<Result<u64, Error>>) -> Vec<String> {
     let mut keys: Vec<String> = results.drain(..).map(|r| format!("{r:?}")).collect();
     keys.sort();
@@ -228,10 +299,11 @@ proptest! {
     fn ordered_map_equals_the_sequential_map(
         items in prop::collection::vec(item(), 0..2000),
         backend in backend(),
+        scoped in any::<bool>(),
         chunk in 1..64_usize,
         buffer in 1..64_usize,
     ) {
-        let got: Vec<_> = with_executor(backend, |e| e.ordered(Box::new(items.clone().into_iter()), chunk, buffer).collect());
+        let got: Vec<_> = with_executor(backend, scoped, |e| e.ordered(Box::new(items.clone().into_iter()), chunk, buffer).collect());
         prop_assert_eq!(got, expected(&items));
     }
 
@@ -239,10 +311,11 @@ proptest! {
     fn unordered_map_is_a_permutation(
         items in prop::collection::vec(item(), 0..2000),
         backend in backend(),
+        scoped in any::<bool>(),
         chunk in 1..64_usize,
         buffer in 1..64_usize,
     ) {
-        let got: Vec<_> = with_executor(backend, |e| e.unordered(Box::new(items.clone().into_iter()), chunk, buffer).collect());
+        let got: Vec<_> = with_executor(backend, scoped, |e| e.unordered(Box::new(items.clone().into_iter()), chunk, buffer).collect());
         prop_assert_eq!(sorted(got), sorted(expected(&items)));
     }
 
@@ -250,6 +323,7 @@ proptest! {
     fn the_input_is_pulled_at_most_a_window_ahead(
         len in 0..2000_usize,
         backend in backend(),
+        scoped in any::<bool>(),
         chunk in 1..64_usize,
         buffer in 1..64_usize,
         unordered in any::<bool>(),
@@ -259,7 +333,7 @@ proptest! {
         let input = (0..len as u32)
             .map(|value| Item { value, delay_us: 0, panics: false })
             .inspect(move |_| counter.set(counter.get() + 1));
-        let consumed = with_executor(backend, |e| {
+        let consumed = with_executor(backend, scoped, |e| {
             let results = if unordered {
                 e.unordered(Box::new(input), chunk, buffer)
             } else {
@@ -283,13 +357,14 @@ proptest! {
     fn dropping_the_map_starts_nothing_new(
         len in 1..2000_usize,
         backend in backend(),
+        scoped in any::<bool>(),
         chunk in 1..16_usize,
         buffer in 1..16_usize,
         take_fraction in 0.0..1.0_f64,
     ) {
         let take = ((len as f64) * take_fraction) as usize;
         let started = Arc::new(AtomicUsize::new(0));
-        let at_drop = with_executor(backend, |e| e.counted(len, chunk, buffer, take, started.clone()));
+        let at_drop = with_executor(backend, scoped, |e| e.counted(len, chunk, buffer, take, started.clone()));
         let after = started.load(Ordering::SeqCst);
         prop_assert!(at_drop >= take);
         // Only chunks already running at the drop may still count their items.
