@@ -69,8 +69,8 @@ const PLANNED: &str = "soak: planned panic";
 const KINDS: [&str; 6] = ["cpu", "io", "process", "fork", "fork-large", "fork-exit"];
 
 fn main() -> ExitCode {
-    // Before the fork server starts, so that workers inherit it: planned panics are counted,
-    // not printed.
+    // Planned panics are counted, not printed. Process workers are fresh programs that do not
+    // run this: their pools are built with `print_panics(false)` instead.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let planned = info.payload().downcast_ref::<&str>() == Some(&PLANNED);
@@ -780,6 +780,7 @@ impl Driver {
                 let timed = d.rng.percent(50);
                 let mut builder = ProcessPool::builder()
                     .max_workers(d.rng.range(1..4) as usize)
+                    .print_panics(false)
                     .on_worker_death(OnWorkerDeath::Respawn);
                 if timed {
                     builder = builder.task_timeout(TASK_TIMEOUT);
