@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::*;
 use concurrent_futures::{
     CpuPool, Error, Executor, Future, InlineExecutor, IoPool, ParMapExt, Promise, ReturnWhen,
-    Scope, as_completed, wait,
+    Scope, Submitter, as_completed, wait,
 };
 use proptest::prelude::*;
 
@@ -168,6 +168,44 @@ trait ErasedMap {
     ) -> usize;
 }
 
+/// `par_map` (or `par_map_unordered`) of [`work`] on `on`, a pool or a scope.
+fn mapped<'s, 'a: 's, S: Submitter<'a>>(
+    on: &'s S,
+    items: Box<dyn Iterator<Item = Item> + 's>,
+    chunk: usize,
+    buffer: usize,
+    ordered: bool,
+) -> Results<'s> {
+    if ordered {
+        Box::new(items.par_map(on, work).chunksize(chunk).buffersize(buffer))
+    } else {
+        Box::new(
+            items
+                .par_map_unordered(on, work)
+                .chunksize(chunk)
+                .buffersize(buffer),
+        )
+    }
+}
+
+/// A slow identity that counts its starts in `started`.
+fn counting(started: Arc<AtomicUsize>) -> impl Fn(usize) -> usize + Send + Sync + 'static {
+    move |x| {
+        started.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_micros(20));
+        x
+    }
+}
+
+/// Takes `take` items of `map`, drops it, and returns how many tasks had started by then.
+fn started_at_drop(mut map: impl Iterator, take: usize, started: &AtomicUsize) -> usize {
+    for _ in 0..take {
+        assert!(map.next().is_some());
+    }
+    drop(map);
+    started.load(Ordering::SeqCst)
+}
+
 impl<E: Executor> ErasedMap for E {
     fn ordered<'a>(
         &'a self,
@@ -175,12 +213,7 @@ impl<E: Executor> ErasedMap for E {
         chunk: usize,
         buffer: usize,
     ) -> Results<'a> {
-        Box::new(
-            items
-                .par_map(self, work)
-                .chunksize(chunk)
-                .buffersize(buffer),
-        )
+        mapped(self, items, chunk, buffer, true)
     }
 
     fn unordered<'a>(
@@ -189,12 +222,7 @@ impl<E: Executor> ErasedMap for E {
         chunk: usize,
         buffer: usize,
     ) -> Results<'a> {
-        Box::new(
-            items
-                .par_map_unordered(self, work)
-                .chunksize(chunk)
-                .buffersize(buffer),
-        )
+        mapped(self, items, chunk, buffer, false)
     }
 
     fn counted(
@@ -205,23 +233,8 @@ impl<E: Executor> ErasedMap for E {
         take: usize,
         started: Arc<AtomicUsize>,
     ) -> usize {
-        let counter = started.clone();
-        let mut iter = self
-            .map(
-                move |x: usize| {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    std::thread::sleep(Duration::from_micros(20));
-                    x
-                },
-                0..items,
-            )
-            .chunksize(chunk)
-            .buffersize(buffer);
-        for _ in 0..take {
-            assert!(iter.next().is_some());
-        }
-        drop(iter);
-        let at_drop = started.load(Ordering::SeqCst);
+        let map = self.map(counting(started.clone()), 0..items);
+        let at_drop = started_at_drop(map.chunksize(chunk).buffersize(buffer), take, &started);
         self.shutdown(true, false);
         at_drop
     }
@@ -234,12 +247,7 @@ impl<E: Executor> ErasedMap for Scoped<'_, '_, E> {
         chunk: usize,
         buffer: usize,
     ) -> Results<'a> {
-        Box::new(
-            items
-                .par_map(self.0, work)
-                .chunksize(chunk)
-                .buffersize(buffer),
-        )
+        mapped(self.0, items, chunk, buffer, true)
     }
 
     fn unordered<'a>(
@@ -248,12 +256,7 @@ impl<E: Executor> ErasedMap for Scoped<'_, '_, E> {
         chunk: usize,
         buffer: usize,
     ) -> Results<'a> {
-        Box::new(
-            items
-                .par_map_unordered(self.0, work)
-                .chunksize(chunk)
-                .buffersize(buffer),
-        )
+        mapped(self.0, items, chunk, buffer, false)
     }
 
     fn counted(
@@ -264,25 +267,9 @@ impl<E: Executor> ErasedMap for Scoped<'_, '_, E> {
         take: usize,
         started: Arc<AtomicUsize>,
     ) -> usize {
-        let counter = started.clone();
-        let mut iter = self
-            .0
-            .map(
-                move |x: usize| {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    std::thread::sleep(Duration::from_micros(20));
-                    x
-                },
-                0..items,
-            )
-            .chunksize(chunk)
-            .buffersize(buffer);
-        for _ in 0..take {
-            assert!(iter.next().is_some());
-        }
-        drop(iter);
+        let map = self.0.map(counting(started.clone()), 0..items);
         // The scope's end waits for whatever still runs.
-        started.load(Ordering::SeqCst)
+        started_at_drop(map.chunksize(chunk).buffersize(buffer), take, &started)
     }
 }
 
