@@ -109,9 +109,14 @@ fn main() -> ExitCode {
         options.seed,
     );
 
-    // Warm-up: one short round of each driver, then every pool is dropped; and the global
-    // rayon pool, which stays.
+    // Warm-up: one short round of each driver, then every pool is dropped; and what stays for
+    // the program's life once made: the global rayon pool, and the lifeline pipe of `fork`
+    // children (made at the first `fork`, which a short round may not reach).
     let _ = CpuPool::global().submit(|| ()).result_timeout(LOST_AFTER);
+    #[cfg(target_os = "linux")]
+    if let Ok(pool) = ProcessPool::new(1) {
+        let _ = pool.fork(|| 0_u8).result_timeout(LOST_AFTER);
+    }
     let warm_up = Instant::now() + Duration::from_millis(1);
     run_drivers(&options, &tally, warm_up, 0);
     let start = still_usage();
