@@ -630,17 +630,28 @@ impl Driver {
                 }
                 _ => pool.submit(move || io_task(x, panic, sleep)),
             };
-            self.tally.submitted.fetch_add(1, Ordering::SeqCst);
-            let expect = if self.rng.percent(10) {
-                future.cancel();
-                expect.or(Kind::Cancelled)
-            } else {
-                expect
-            };
-            futures.push((future, expect));
+            self.enlist(&mut futures, future, expect);
         }
         self.observe(&futures);
         self.tally.settle_all(futures, "a thread-pool task");
+    }
+
+    /// Counts a submitted future, cancels one in ten, and adds it to the round with what it
+    /// may end as.
+    fn enlist<T>(
+        &mut self,
+        futures: &mut Vec<(Future<T>, Expect<T>)>,
+        future: Future<T>,
+        expect: Expect<T>,
+    ) {
+        self.tally.submitted.fetch_add(1, Ordering::SeqCst);
+        let expect = if self.rng.percent(10) {
+            future.cancel();
+            expect.or(Kind::Cancelled)
+        } else {
+            expect
+        };
+        futures.push((future, expect));
     }
 
     /// `wait` or `as_completed` with a short timeout on a round's futures, checking what they
@@ -838,14 +849,7 @@ impl Driver {
                 Fault::Outrun => Expect::error(Kind::TaskTimeout),
             };
             let future = pool.submit_fn(process_task, (x, fault));
-            self.tally.submitted.fetch_add(1, Ordering::SeqCst);
-            let expect = if self.rng.percent(10) {
-                future.cancel();
-                expect.or(Kind::Cancelled)
-            } else {
-                expect
-            };
-            futures.push((future, expect));
+            self.enlist(&mut futures, future, expect);
         }
         self.observe(&futures);
         self.tally.settle_all(futures, "a process task");
